@@ -1,0 +1,185 @@
+/**
+ * The `libbpf` backend: the wrappers of `bpf/bpf.h`, which return `-errno` themselves.
+ *
+ * Buffers go to libbpf as `"buffer"` parameters, which Deno keeps alive for the call; the
+ * prepared calls hold them in `#private` fields for as long as they may run.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  BatchBuffers,
+  BatchCall,
+  BatchCommandName,
+  ElemCall,
+  ElemCommandName,
+} from "./backend.ts";
+import { ownedBytes } from "./buffers.ts";
+import {
+  LIBBPF_BATCH_OPTS,
+  LIBBPF_MAP_CREATE_OPTS,
+  LIBBPF_OPTS_SIZE,
+  type MapCreateAttr,
+  writeField,
+} from "./layout.ts";
+import { cString } from "./libc.ts";
+import { type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
+
+class PreparedBatch implements BatchCall {
+  readonly #lib: LibbpfSymbols;
+  readonly #command: BatchCommandName;
+  readonly #fd: number;
+  readonly #buffers: BatchBuffers;
+  readonly #count = new Uint32Array(new ArrayBuffer(4));
+  readonly #opts = ownedBytes(LIBBPF_OPTS_SIZE.batch);
+  readonly #optsView = new DataView(this.#opts.buffer);
+
+  constructor(
+    lib: LibbpfSymbols,
+    command: BatchCommandName,
+    fd: number,
+    buffers: BatchBuffers,
+  ) {
+    this.#lib = lib;
+    this.#command = command;
+    this.#fd = fd;
+    this.#buffers = buffers;
+    writeField(
+      this.#optsView,
+      LIBBPF_BATCH_OPTS.fields.sz,
+      BigInt(LIBBPF_OPTS_SIZE.batch),
+    );
+  }
+
+  run(count: number, fromStart: boolean, elemFlags: bigint): number {
+    this.#count[0] = count;
+    writeField(this.#optsView, LIBBPF_BATCH_OPTS.fields.elemFlags, elemFlags);
+    const b = this.#buffers;
+    switch (this.#command) {
+      case "lookup":
+        return this.#lib.bpf_map_lookup_batch(
+          this.#fd,
+          fromStart ? null : b.inBatch,
+          b.outBatch,
+          b.keys,
+          b.values,
+          this.#count,
+          this.#opts,
+        );
+      case "lookupAndDelete":
+        return this.#lib.bpf_map_lookup_and_delete_batch(
+          this.#fd,
+          fromStart ? null : b.inBatch,
+          b.outBatch,
+          b.keys,
+          b.values,
+          this.#count,
+          this.#opts,
+        );
+      case "update":
+        return this.#lib.bpf_map_update_batch(
+          this.#fd,
+          b.keys,
+          b.values,
+          this.#count,
+          this.#opts,
+        );
+      case "delete":
+        return this.#lib.bpf_map_delete_batch(
+          this.#fd,
+          b.keys,
+          this.#count,
+          this.#opts,
+        );
+    }
+  }
+
+  done(): number {
+    return this.#count[0];
+  }
+}
+
+/** The `libbpf` backend. */
+export class LibbpfBackend implements Backend {
+  readonly name = "libbpf" as const;
+  readonly #lib: LibbpfSymbols = libbpfSymbols();
+
+  createMap(attr: MapCreateAttr): number {
+    const create = requireSymbol("bpf_map_create", "0.7");
+    const opts = ownedBytes(LIBBPF_OPTS_SIZE.mapCreate);
+    const view = new DataView(opts.buffer);
+    writeField(
+      view,
+      LIBBPF_MAP_CREATE_OPTS.fields.sz,
+      BigInt(LIBBPF_OPTS_SIZE.mapCreate),
+    );
+    writeField(view, LIBBPF_MAP_CREATE_OPTS.fields.mapFlags, attr.mapFlags);
+    const name = attr.name ? cString(attr.name.slice(0, 15)) : null;
+    return create(
+      attr.mapType,
+      name,
+      attr.keySize,
+      attr.valueSize,
+      attr.maxEntries,
+      opts,
+    );
+  }
+
+  elem(
+    command: ElemCommandName,
+    fd: number,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+  ): ElemCall {
+    const lib = this.#lib;
+    switch (command) {
+      case "lookup":
+        return (flags) =>
+          flags === 0n
+            ? lib.bpf_map_lookup_elem(fd, key, value)
+            : lib.bpf_map_lookup_elem_flags(fd, key, value, flags);
+      case "update":
+        return (flags) => lib.bpf_map_update_elem(fd, key, value, flags);
+      case "delete":
+        return () => lib.bpf_map_delete_elem(fd, key);
+      case "nextKey":
+        return () => lib.bpf_map_get_next_key(fd, key, value);
+    }
+  }
+
+  batch(
+    command: BatchCommandName,
+    fd: number,
+    buffers: BatchBuffers,
+  ): BatchCall {
+    return new PreparedBatch(this.#lib, command, fd, buffers);
+  }
+
+  pin(fd: number, path: string): number {
+    return this.#lib.bpf_obj_pin(fd, cString(path));
+  }
+
+  objGet(path: string): number {
+    return this.#lib.bpf_obj_get(cString(path));
+  }
+
+  mapFdById(id: number): number {
+    return this.#lib.bpf_map_get_fd_by_id(id);
+  }
+
+  nextMapId(startId: number): number {
+    const next = new Uint32Array(1);
+    const result = this.#lib.bpf_map_get_next_id(startId, next);
+    return result < 0 ? result : next[0];
+  }
+
+  info(fd: number, info: Uint8Array): number {
+    const length = new Uint32Array([info.byteLength]);
+    return this.#lib.bpf_obj_get_info_by_fd(fd, info, length);
+  }
+
+  freeze(fd: number): number {
+    return this.#lib.bpf_map_freeze(fd);
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Bindings to the C library: the raw `syscall()` entry for `bpf(2)`, errno, and the few
+ * file calls the toolkit needs. Loaded on first use, so importing the toolkit needs no
+ * `--allow-ffi` until a map is touched.
+ *
+ * @module
+ */
+
+/** The libc symbols the toolkit calls. */
+const LIBC_SYMBOLS = {
+  syscall: {
+    parameters: [
+      "i64", // long number
+      "i64", // long (vararg, promoted): int cmd
+      "buffer", // union bpf_attr *attr
+      "i64", // long (vararg, promoted): unsigned int size
+    ],
+    result: "i64", // long
+  },
+  __errno_location: { parameters: [], result: "pointer" }, // int *__errno_location(void)
+  read: {
+    parameters: [
+      "i32", // int fd
+      "buffer", // void *buf
+      "usize", // size_t count
+    ],
+    result: "isize", // ssize_t
+  },
+  close: { parameters: ["i32"], result: "i32" }, // int close(int fd)
+  open: {
+    parameters: [
+      "buffer", // const char *pathname
+      "i32", // int flags
+      "u32", // mode_t mode (vararg)
+    ],
+    result: "i32", // int
+  },
+  unlink: { parameters: ["buffer"], result: "i32" }, // int unlink(const char *pathname)
+  statfs: {
+    parameters: [
+      "buffer", // const char *path
+      "buffer", // struct statfs *buf
+    ],
+    result: "i32", // int
+  },
+  mount: {
+    parameters: [
+      "buffer", // const char *source
+      "buffer", // const char *target
+      "buffer", // const char *filesystemtype
+      "u64", // unsigned long mountflags
+      "buffer", // const void *data
+    ],
+    result: "i32", // int
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded libc symbols. */
+export type LibcSymbols = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
+
+const LIBC_PATHS = ["libc.so.6", "libc.so"];
+
+let libc: LibcSymbols | undefined;
+let errnoView: Int32Array | undefined;
+
+/** Returns the libc symbols, opening the library on first use. */
+export function libcSymbols(): LibcSymbols {
+  if (libc) return libc;
+  const errors: string[] = [];
+  for (const path of LIBC_PATHS) {
+    try {
+      libc = Deno.dlopen(path, LIBC_SYMBOLS).symbols;
+      return libc;
+    } catch (e) {
+      errors.push(`"${path}": ${e instanceof Error ? e.message : e}`);
+    }
+  }
+  throw new Error(`Cannot open the C library: tried ${errors.join(", ")}`);
+}
+
+/**
+ * Returns this thread's errno. Call it right after the synchronous call whose failure it
+ * explains: any later FFI call may overwrite it.
+ */
+export function errno(): number {
+  if (!errnoView) {
+    const pointer = libcSymbols().__errno_location();
+    if (pointer === null) throw new Error("__errno_location returned NULL");
+    errnoView = new Int32Array(
+      Deno.UnsafePointerView.getArrayBuffer(pointer, 4),
+    );
+  }
+  return errnoView[0];
+}
+
+/** Turns a libc-style result (`-1` and errno) into the toolkit's convention (`-errno`). */
+export function negativeErrno(result: number): number {
+  return result < 0 ? -errno() : result;
+}
+
+/** Closes a file descriptor; returns 0 or `-errno`. */
+export function closeFd(fd: number): number {
+  return negativeErrno(libcSymbols().close(fd));
+}
+
+/** Reads into `buffer`; returns the bytes read (0 at the end) or `-errno`. */
+export function readFd(fd: number, buffer: Uint8Array): number {
+  return negativeErrno(
+    Number(libcSymbols().read(fd, buffer, BigInt(buffer.byteLength))),
+  );
+}
+
+/** Opens a file read-only (`O_RDONLY | O_CLOEXEC`); returns the fd or `-errno`. */
+export function openReadOnly(path: string): number {
+  const O_RDONLY_CLOEXEC = 0o2000000;
+  return negativeErrno(libcSymbols().open(cString(path), O_RDONLY_CLOEXEC, 0));
+}
+
+/** Removes a file (a pin); returns 0 or `-errno`. */
+export function unlinkPath(path: string): number {
+  return negativeErrno(libcSymbols().unlink(cString(path)));
+}
+
+/** `statfs(2)`'s `f_type` of the file system holding `path`, or `-errno`. */
+export function fileSystemType(path: string): number {
+  const buffer = new BigInt64Array(16); // struct statfs is 120 bytes on 64-bit Linux
+  const result = negativeErrno(
+    libcSymbols().statfs(cString(path), new Uint8Array(buffer.buffer)),
+  );
+  return result < 0 ? result : Number(buffer[0]);
+}
+
+/** Mounts a file system; returns 0 or `-errno`. */
+export function mountFileSystem(
+  source: string,
+  target: string,
+  type: string,
+): number {
+  return negativeErrno(
+    libcSymbols().mount(
+      cString(source),
+      cString(target),
+      cString(type),
+      0n,
+      null,
+    ),
+  );
+}
+
+/**
+ * Reads a small text file (under /proc or /sys) through libc, so that it needs no
+ * `--allow-read`; returns `undefined` when it cannot be opened.
+ */
+export function readSmallFile(path: string): string | undefined {
+  const fd = openReadOnly(path);
+  if (fd < 0) return undefined;
+  try {
+    const buffer = new Uint8Array(64 * 1024);
+    let length = 0;
+    for (;;) {
+      const n = readFd(fd, buffer.subarray(length));
+      if (n <= 0) break;
+      length += n;
+      if (length === buffer.length) break;
+    }
+    return new TextDecoder().decode(buffer.subarray(0, length));
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** A NUL-terminated C string in a buffer of its own. */
+export function cString(text: string): Uint8Array {
+  return new TextEncoder().encode(`${text}\0`);
+}

@@ -1,0 +1,279 @@
+/**
+ * The `syscall` backend: `syscall(SYS_bpf, cmd, &attr, size)` through libc, with the
+ * attrs encoded in TypeScript (`layout.ts`). Needs no libbpf.
+ *
+ * Each prepared call owns its attr and every buffer whose address the attr holds, in
+ * `#private` fields, so none can be collected while the call can still run.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  BatchBuffers,
+  BatchCall,
+  BatchCommandName,
+  ElemCall,
+  ElemCommandName,
+} from "./backend.ts";
+import { addressOf, ownedBytes } from "./buffers.ts";
+import { BpfCommand, SYS_BPF } from "./constants.ts";
+import {
+  BATCH_ATTR,
+  ELEM_ATTR,
+  encodeBatch,
+  encodeElem,
+  encodeMapCreate,
+  FREEZE_ATTR,
+  GET_ID_ATTR,
+  INFO_ATTR,
+  layoutSize,
+  MAP_CREATE_ATTR,
+  type MapCreateAttr,
+  OBJ_ATTR,
+  readU32,
+  writeField,
+} from "./layout.ts";
+import { cString, errno, libcSymbols } from "./libc.ts";
+
+const ELEM_COMMANDS: Record<ElemCommandName, bigint> = {
+  lookup: BigInt(BpfCommand.MAP_LOOKUP_ELEM),
+  update: BigInt(BpfCommand.MAP_UPDATE_ELEM),
+  delete: BigInt(BpfCommand.MAP_DELETE_ELEM),
+  nextKey: BigInt(BpfCommand.MAP_GET_NEXT_KEY),
+};
+
+const BATCH_COMMANDS: Record<BatchCommandName, bigint> = {
+  lookup: BigInt(BpfCommand.MAP_LOOKUP_BATCH),
+  lookupAndDelete: BigInt(BpfCommand.MAP_LOOKUP_AND_DELETE_BATCH),
+  update: BigInt(BpfCommand.MAP_UPDATE_BATCH),
+  delete: BigInt(BpfCommand.MAP_DELETE_BATCH),
+};
+
+const ELEM_SIZE = BigInt(layoutSize(ELEM_ATTR));
+const BATCH_SIZE = BigInt(layoutSize(BATCH_ATTR));
+
+/** Returns `SYS_bpf` for this machine's architecture. */
+function sysBpf(): bigint {
+  const number = SYS_BPF[Deno.build.arch];
+  if (number === undefined) {
+    throw new Error(
+      `The syscall backend does not know SYS_bpf on "${Deno.build.arch}": use the libbpf backend`,
+    );
+  }
+  return BigInt(number);
+}
+
+/** Issues one `bpf(2)` command; returns its result or `-errno`. */
+function bpf(command: bigint, attr: Uint8Array, size: bigint): number {
+  const result = Number(libcSymbols().syscall(SYS, command, attr, size));
+  return result < 0 ? -errno() : result;
+}
+
+let SYS = 0n;
+
+/** Encodes a one-off attr of `layout`'s size with `fill`, runs `command` on it, and returns `[result, view]`. */
+function oneOff(
+  command: number,
+  size: number,
+  fill: (view: DataView) => void,
+): [number, DataView] {
+  const attr = ownedBytes(size);
+  const view = new DataView(attr.buffer);
+  fill(view);
+  return [bpf(BigInt(command), attr, BigInt(size)), view];
+}
+
+class PreparedElem {
+  readonly #command: bigint;
+  readonly #attr: Uint8Array;
+  readonly #view: DataView;
+  // Referenced only to keep the memory the attr points into alive.
+  readonly #key: Uint8Array | null;
+  readonly #value: Uint8Array | null;
+
+  constructor(
+    command: bigint,
+    fd: number,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+  ) {
+    this.#command = command;
+    this.#key = key;
+    this.#value = value;
+    this.#attr = ownedBytes(Number(ELEM_SIZE));
+    this.#view = new DataView(this.#attr.buffer);
+    encodeElem(this.#view, {
+      mapFd: fd,
+      key: this.#key ? addressOf(this.#key) : 0n,
+      value: this.#value ? addressOf(this.#value) : 0n,
+      flags: 0n,
+    });
+  }
+
+  run(flags: bigint): number {
+    this.#view.setBigUint64(ELEM_ATTR.fields.flags.offset, flags, true);
+    return bpf(this.#command, this.#attr, ELEM_SIZE);
+  }
+}
+
+class PreparedBatch implements BatchCall {
+  readonly #command: bigint;
+  readonly #attr: Uint8Array;
+  readonly #view: DataView;
+  readonly #buffers: BatchBuffers;
+  readonly #inBatch: bigint;
+
+  constructor(command: bigint, fd: number, buffers: BatchBuffers) {
+    this.#command = command;
+    this.#buffers = buffers;
+    this.#attr = ownedBytes(Number(BATCH_SIZE));
+    this.#view = new DataView(this.#attr.buffer);
+    this.#inBatch = addressOf(this.#buffers.inBatch);
+    encodeBatch(this.#view, {
+      inBatch: 0n,
+      outBatch: addressOf(this.#buffers.outBatch),
+      keys: addressOf(this.#buffers.keys),
+      values: addressOf(this.#buffers.values),
+      count: 0,
+      mapFd: fd,
+      elemFlags: 0n,
+    });
+  }
+
+  run(count: number, fromStart: boolean, elemFlags: bigint): number {
+    const f = BATCH_ATTR.fields;
+    this.#view.setBigUint64(
+      f.inBatch.offset,
+      fromStart ? 0n : this.#inBatch,
+      true,
+    );
+    this.#view.setUint32(f.count.offset, count, true);
+    this.#view.setBigUint64(f.elemFlags.offset, elemFlags, true);
+    return bpf(this.#command, this.#attr, BATCH_SIZE);
+  }
+
+  done(): number {
+    return readU32(this.#view, BATCH_ATTR.fields.count);
+  }
+}
+
+/** The `syscall` backend. */
+export class SyscallBackend implements Backend {
+  readonly name = "syscall" as const;
+
+  constructor() {
+    SYS = sysBpf();
+    libcSymbols();
+  }
+
+  createMap(attr: MapCreateAttr): number {
+    return oneOff(
+      BpfCommand.MAP_CREATE,
+      layoutSize(MAP_CREATE_ATTR),
+      (view) => encodeMapCreate(view, attr),
+    )[0];
+  }
+
+  elem(
+    command: ElemCommandName,
+    fd: number,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+  ): ElemCall {
+    const call = new PreparedElem(ELEM_COMMANDS[command], fd, key, value);
+    return call.run.bind(call);
+  }
+
+  batch(
+    command: BatchCommandName,
+    fd: number,
+    buffers: BatchBuffers,
+  ): BatchCall {
+    return new PreparedBatch(BATCH_COMMANDS[command], fd, buffers);
+  }
+
+  pin(fd: number, path: string): number {
+    const name = ownedCString(path);
+    const [result] = oneOff(
+      BpfCommand.OBJ_PIN,
+      layoutSize(OBJ_ATTR),
+      (view) => {
+        writeField(view, OBJ_ATTR.fields.pathname, addressOf(name));
+        writeField(view, OBJ_ATTR.fields.bpfFd, fd);
+      },
+    );
+    keepAlive(name);
+    return result;
+  }
+
+  objGet(path: string): number {
+    const name = ownedCString(path);
+    const [result] = oneOff(
+      BpfCommand.OBJ_GET,
+      layoutSize(OBJ_ATTR),
+      (view) => {
+        writeField(view, OBJ_ATTR.fields.pathname, addressOf(name));
+      },
+    );
+    keepAlive(name);
+    return result;
+  }
+
+  mapFdById(id: number): number {
+    return oneOff(
+      BpfCommand.MAP_GET_FD_BY_ID,
+      layoutSize(GET_ID_ATTR),
+      (view) => {
+        writeField(view, GET_ID_ATTR.fields.mapId, id);
+      },
+    )[0];
+  }
+
+  nextMapId(startId: number): number {
+    const [result, view] = oneOff(
+      BpfCommand.MAP_GET_NEXT_ID,
+      layoutSize(GET_ID_ATTR),
+      (view) => {
+        writeField(view, GET_ID_ATTR.fields.startId, startId);
+      },
+    );
+    return result < 0 ? result : readU32(view, GET_ID_ATTR.fields.nextId);
+  }
+
+  info(fd: number, info: Uint8Array): number {
+    const [result] = oneOff(
+      BpfCommand.OBJ_GET_INFO_BY_FD,
+      layoutSize(INFO_ATTR),
+      (view) => {
+        writeField(view, INFO_ATTR.fields.bpfFd, fd);
+        writeField(view, INFO_ATTR.fields.infoLen, info.byteLength);
+        writeField(view, INFO_ATTR.fields.info, addressOf(info));
+      },
+    );
+    keepAlive(info);
+    return result;
+  }
+
+  freeze(fd: number): number {
+    return oneOff(BpfCommand.MAP_FREEZE, layoutSize(FREEZE_ATTR), (view) => {
+      writeField(view, FREEZE_ATTR.fields.mapFd, fd);
+    })[0];
+  }
+}
+
+/** A NUL-terminated path in an owned buffer, whose address can go into an attr. */
+function ownedCString(text: string): Uint8Array {
+  const bytes = cString(text);
+  const owned = ownedBytes(bytes.length);
+  owned.set(bytes);
+  return owned;
+}
+
+/**
+ * Marks a buffer as used after the call whose attr held its address, so the optimiser
+ * cannot end its life before the call returns.
+ */
+function keepAlive(buffer: Uint8Array): void {
+  if (buffer.byteLength < 0) throw new Error("unreachable");
+}

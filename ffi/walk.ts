@@ -1,0 +1,209 @@
+/**
+ * The two ways to walk a whole map, each written once: `EntryWalker` (GET_NEXT_KEY +
+ * LOOKUP_ELEM per entry) and `BatchWalker` (LOOKUP_BATCH in chunks). Both step with
+ * `next()` and expose views into buffers they own and reuse, so a walk allocates nothing per
+ * entry; the map class builds its callbacks and generators on them.
+ *
+ * @module
+ */
+
+import type {
+  Backend,
+  BatchCall,
+  BatchCommandName,
+  ElemCall,
+} from "./backend.ts";
+import { ownedBytes } from "./buffers.ts";
+import { BpfCommand } from "./constants.ts";
+import { check, Errno } from "./errors.ts";
+
+/** What a walker needs to know of the map it walks. */
+export interface WalkTarget {
+  /** The backend issuing the commands. */
+  readonly backend: Backend;
+  /** The map's fd. */
+  readonly fd: number;
+  /** Key size in bytes. */
+  readonly keySize: number;
+  /** Bytes of one value as user space sees it (all CPUs' slots for per-CPU maps). */
+  readonly valueBytes: number;
+  /** The map's `max_entries`. */
+  readonly maxEntries: number;
+  /** How the map is named in errors. */
+  readonly subject: string;
+}
+
+/**
+ * Walks a map one entry at a time. After `next()` returns true, `key` and `value` view the
+ * entry; they alternate between two key buffers, so a view is valid until the second next
+ * call after it. An entry deleted between GET_NEXT_KEY and LOOKUP_ELEM is skipped.
+ */
+export class EntryWalker {
+  /** The current key (a view into a buffer the walker reuses). */
+  key: Uint8Array;
+  /** The current value (a view into a buffer the walker reuses). */
+  readonly value: Uint8Array;
+  /** System calls made so far. */
+  syscalls = 0;
+  readonly #first: ElemCall;
+  readonly #nextFrom: [ElemCall, ElemCall];
+  readonly #lookup: [ElemCall, ElemCall];
+  readonly #keys: [Uint8Array, Uint8Array];
+  readonly #subject: string;
+  /** Which key buffer holds the current key: -1 before the first entry. */
+  #current = -1;
+  #finished = false;
+
+  constructor(target: WalkTarget) {
+    const { backend, fd } = target;
+    this.#keys = [ownedBytes(target.keySize), ownedBytes(target.keySize)];
+    this.value = ownedBytes(target.valueBytes);
+    this.key = this.#keys[0];
+    this.#subject = target.subject;
+    this.#first = backend.elem("nextKey", fd, null, this.#keys[0]);
+    this.#nextFrom = [
+      backend.elem("nextKey", fd, this.#keys[0], this.#keys[1]),
+      backend.elem("nextKey", fd, this.#keys[1], this.#keys[0]),
+    ];
+    this.#lookup = [
+      backend.elem("lookup", fd, this.#keys[0], this.value),
+      backend.elem("lookup", fd, this.#keys[1], this.value),
+    ];
+  }
+
+  /** Steps to the next entry; false at the end of the map. */
+  next(): boolean {
+    while (!this.#finished) {
+      const from = this.#current;
+      const found = from < 0 ? this.#first(0n) : this.#nextFrom[from](0n);
+      this.syscalls++;
+      if (found === -Errno.ENOENT) {
+        this.#finished = true;
+        return false;
+      }
+      check(found, BpfCommand.MAP_GET_NEXT_KEY, { subject: this.#subject });
+      const slot = from < 0 ? 0 : 1 - from;
+      this.#current = slot;
+      const looked = this.#lookup[slot](0n);
+      this.syscalls++;
+      if (looked === -Errno.ENOENT) continue; // deleted since GET_NEXT_KEY returned it
+      check(looked, BpfCommand.MAP_LOOKUP_ELEM, { subject: this.#subject });
+      this.key = this.#keys[slot];
+      return true;
+    }
+    return false;
+  }
+}
+
+/** Options of a batch walk. */
+export interface BatchOptions {
+  /** Entries asked for per call (default 4096); grown when one hash bucket holds more. */
+  chunk?: number;
+  /** `lookupAndDelete` empties the map as it reads (default `lookup`). */
+  command?: Extract<BatchCommandName, "lookup" | "lookupAndDelete">;
+}
+
+/** The command number of each batch command name, for errors. */
+export const BATCH_COMMAND_NUMBERS: Record<BatchCommandName, number> = {
+  lookup: BpfCommand.MAP_LOOKUP_BATCH,
+  lookupAndDelete: BpfCommand.MAP_LOOKUP_AND_DELETE_BATCH,
+  update: BpfCommand.MAP_UPDATE_BATCH,
+  delete: BpfCommand.MAP_DELETE_BATCH,
+};
+
+/** The default number of entries per batch call, as in the original study. */
+export const DEFAULT_CHUNK = 4096;
+
+/**
+ * Walks a map with LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH). After `next()` returns true,
+ * `keys` and `values` view `count` entries, packed (`keySize` and `valueBytes` apart); the
+ * views are reused by the next call.
+ *
+ * The cursor is opaque: NULL starts the walk, each call's `out_batch` is the next call's
+ * `in_batch`, and `ENOENT` ends the walk while still carrying the last, partial count.
+ * `ENOSPC` with nothing copied means one hash bucket holds more entries than the chunk:
+ * the chunk doubles and the same call is retried.
+ */
+export class BatchWalker {
+  /** Keys of the current batch. */
+  keys: Uint8Array;
+  /** Values of the current batch. */
+  values: Uint8Array;
+  /** Entries in the current batch. */
+  count = 0;
+  /** Batch calls made so far (each one system call). */
+  syscalls = 0;
+  /** Calls that returned entries. */
+  batches = 0;
+  /** The chunk in use (it grows on `ENOSPC`). */
+  chunk: number;
+  readonly #target: WalkTarget;
+  readonly #command: BatchCommandName;
+  readonly #inBatch: Uint8Array;
+  readonly #outBatch: Uint8Array;
+  #keyBuffer!: Uint8Array;
+  #valueBuffer!: Uint8Array;
+  #call!: BatchCall;
+  #fromStart = true;
+  #finished = false;
+
+  constructor(target: WalkTarget, options: BatchOptions = {}) {
+    this.#target = target;
+    this.#command = options.command ?? "lookup";
+    // The cursor is a bucket index (u32) for hash maps and a key for arrays.
+    const cursorSize = Math.max(target.keySize, 4);
+    this.#inBatch = ownedBytes(cursorSize);
+    this.#outBatch = ownedBytes(cursorSize);
+    this.chunk = Math.max(
+      1,
+      Math.min(options.chunk ?? DEFAULT_CHUNK, Math.max(target.maxEntries, 1)),
+    );
+    this.#allocate(this.chunk);
+    this.keys = this.#keyBuffer.subarray(0, 0);
+    this.values = this.#valueBuffer.subarray(0, 0);
+  }
+
+  #allocate(chunk: number): void {
+    const t = this.#target;
+    this.#keyBuffer = ownedBytes(chunk * t.keySize);
+    this.#valueBuffer = ownedBytes(chunk * t.valueBytes);
+    this.#call = t.backend.batch(this.#command, t.fd, {
+      inBatch: this.#inBatch,
+      outBatch: this.#outBatch,
+      keys: this.#keyBuffer,
+      values: this.#valueBuffer,
+    });
+  }
+
+  /** Fetches the next batch; false when the walk is over. */
+  next(): boolean {
+    const t = this.#target;
+    while (!this.#finished) {
+      const result = this.#call.run(this.chunk, this.#fromStart, 0n);
+      this.syscalls++;
+      const count = this.#call.done();
+      if (result === -Errno.ENOSPC && count === 0) {
+        this.chunk *= 2;
+        this.#allocate(this.chunk);
+        continue;
+      }
+      if (result === -Errno.ENOENT) {
+        this.#finished = true;
+      } else {
+        check(result, BATCH_COMMAND_NUMBERS[this.#command], {
+          subject: t.subject,
+        });
+        this.#inBatch.set(this.#outBatch);
+        this.#fromStart = false;
+      }
+      if (count === 0) continue;
+      this.count = count;
+      this.batches++;
+      this.keys = this.#keyBuffer.subarray(0, count * t.keySize);
+      this.values = this.#valueBuffer.subarray(0, count * t.valueBytes);
+      return true;
+    }
+    this.count = 0;
+    return false;
+  }
+}

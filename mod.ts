@@ -1,0 +1,41 @@
+/**
+ * deno-bpf-batch: read and write Linux eBPF maps from Deno through FFI, and dump whole maps
+ * per entry (GET_NEXT_KEY + LOOKUP_ELEM) or in batches (LOOKUP_BATCH), on either of two
+ * backends: libc `syscall()` with TypeScript-encoded attrs, or libbpf.
+ *
+ * @example
+ * ```ts
+ * import { BpfMap, u32 } from "./mod.ts";
+ * using map = BpfMap.create({ type: "hash", keySize: 4, valueSize: 4, maxEntries: 1024 });
+ * map.typed(u32, u32).set(1, 2);
+ * const stats = map.forEachBatch((batch) => console.log(batch.count), { chunk: 256 });
+ * ```
+ *
+ * @module
+ */
+
+export { BpfMap } from "./ffi/map.ts";
+export type { BatchView, MapSpec, OpenOptions, WalkStats } from "./ffi/map.ts";
+export { type BatchOptions, DEFAULT_CHUNK } from "./ffi/walk.ts";
+export { type Codec, TypedMap, u32, u64 } from "./ffi/typed.ts";
+export { BpfArgumentError, BpfError, errnoName } from "./ffi/errors.ts";
+export {
+  BpfCommand,
+  isPerCpu,
+  MapFlag,
+  MapType,
+  type MapTypeName,
+  mapTypeName,
+  parseMapType,
+  UpdateFlag,
+} from "./ffi/constants.ts";
+export { type BackendName, BACKENDS } from "./ffi/backend.ts";
+export { parseBackendName } from "./ffi/backends.ts";
+export type { MapInfo } from "./ffi/layout.ts";
+export {
+  BPFFS_ROOT,
+  ensureBpffs,
+  fdMemlock,
+  peakRss,
+  possibleCpus,
+} from "./ffi/system.ts";

@@ -1,0 +1,48 @@
+/**
+ * Shared test helpers: the BPF availability gate (a skipped BPF test is an error when
+ * `REQUIRE_BPF=1`, as in CI) and small fill/collect helpers over real maps.
+ *
+ * @module
+ */
+
+import { BACKENDS, type BackendName, BpfMap } from "../mod.ts";
+
+function probeBpf(): string | undefined {
+  try {
+    BpfMap.create({ type: "hash", keySize: 4, valueSize: 4, maxEntries: 1 }).close();
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+/** Why BPF tests cannot run here, or `undefined` when they can. */
+export const BPF_UNAVAILABLE: string | undefined = probeBpf();
+
+if (BPF_UNAVAILABLE !== undefined && Deno.env.get("REQUIRE_BPF") === "1") {
+  throw new Error(`REQUIRE_BPF=1 but BPF maps cannot be created: ${BPF_UNAVAILABLE}`);
+}
+
+/** Registers a test that needs the kernel's BPF; ignored (never silently passed) without it. */
+export function bpfTest(name: string, fn: (t: Deno.TestContext) => void | Promise<void>): void {
+  Deno.test({ name, ignore: BPF_UNAVAILABLE !== undefined, fn });
+}
+
+/** Both backends, for tests that run every behaviour on each. */
+export const ALL_BACKENDS: readonly BackendName[] = BACKENDS;
+
+/** Packs u32 values into little-endian bytes. */
+export function u32Bytes(...values: number[]): Uint8Array {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  values.forEach((v, i) => view.setUint32(i * 4, v, true));
+  return bytes;
+}
+
+/** Reads the `index`-th little-endian u32 of `bytes`. */
+export function u32At(bytes: Uint8Array, index = 0): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(index * 4, true);
+}
+
+/** The path of the repository root (for `Deno.Command` tests). */
+export const ROOT = new URL("..", import.meta.url).pathname;
