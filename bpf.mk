@@ -15,7 +15,7 @@ BPF_VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
 BPF_CFLAGS      ?= -O2 -g -Wall
 BPF_BUILD_DIR   := build
 
-BPF_OBJS := build/test_map.bpf.o build/dump_iter.bpf.o
+BPF_OBJS := build/test_map.bpf.o build/dump_iter.bpf.o build/map_count.bpf.o
 
 .PHONY: bpf-build bpf-clean
 

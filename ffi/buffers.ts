@@ -24,3 +24,11 @@ export function addressOf(buffer: Uint8Array | Uint32Array): bigint {
 export function roundUp8(size: number): number {
   return (size + 7) & ~7;
 }
+
+/**
+ * Marks a buffer as used after the call whose attr held its address, so that the optimiser
+ * cannot end its life before the call returns.
+ */
+export function keepAlive(buffer: Uint8Array | null): void {
+  if (buffer !== null && buffer.byteLength < 0) throw new Error("unreachable");
+}

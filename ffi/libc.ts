@@ -27,6 +27,7 @@ const LIBC_SYMBOLS = {
     result: "isize", // ssize_t
   },
   close: { parameters: ["i32"], result: "i32" }, // int close(int fd)
+  dup: { parameters: ["i32"], result: "i32" }, // int dup(int oldfd)
   open: {
     parameters: [
       "buffer", // const char *pathname
@@ -36,6 +37,13 @@ const LIBC_SYMBOLS = {
     result: "i32", // int
   },
   unlink: { parameters: ["buffer"], result: "i32" }, // int unlink(const char *pathname)
+  getrusage: {
+    parameters: [
+      "i32", // int who
+      "buffer", // struct rusage *usage
+    ],
+    result: "i32", // int
+  },
   statfs: {
     parameters: [
       "buffer", // const char *path
@@ -103,6 +111,11 @@ export function closeFd(fd: number): number {
   return negativeErrno(libcSymbols().close(fd));
 }
 
+/** Duplicates a file descriptor; returns the new fd or `-errno`. */
+export function dupFd(fd: number): number {
+  return negativeErrno(libcSymbols().dup(fd));
+}
+
 /** Reads into `buffer`; returns the bytes read (0 at the end) or `-errno`. */
 export function readFd(fd: number, buffer: Uint8Array): number {
   return negativeErrno(
@@ -128,6 +141,16 @@ export function fileSystemType(path: string): number {
     libcSymbols().statfs(cString(path), new Uint8Array(buffer.buffer)),
   );
   return result < 0 ? result : Number(buffer[0]);
+}
+
+/** CPU time this process has used so far, in seconds (`getrusage(RUSAGE_SELF)`). */
+export function cpuTimes(): { user: number; sys: number } {
+  const usage = new BigInt64Array(18); // struct rusage is 144 bytes; two timevals first
+  libcSymbols().getrusage(0, new Uint8Array(usage.buffer));
+  return {
+    user: Number(usage[0]) + Number(usage[1]) / 1e6,
+    sys: Number(usage[2]) + Number(usage[3]) / 1e6,
+  };
 }
 
 /** Mounts a file system; returns 0 or `-errno`. */

@@ -16,7 +16,7 @@ import type {
   ElemCall,
   ElemCommandName,
 } from "./backend.ts";
-import { addressOf, ownedBytes } from "./buffers.ts";
+import { addressOf, keepAlive, ownedBytes } from "./buffers.ts";
 import { BpfCommand, SYS_BPF } from "./constants.ts";
 import {
   BATCH_ATTR,
@@ -268,12 +268,4 @@ function ownedCString(text: string): Uint8Array {
   const owned = ownedBytes(bytes.length);
   owned.set(bytes);
   return owned;
-}
-
-/**
- * Marks a buffer as used after the call whose attr held its address, so the optimiser
- * cannot end its life before the call returns.
- */
-function keepAlive(buffer: Uint8Array): void {
-  if (buffer.byteLength < 0) throw new Error("unreachable");
 }

@@ -86,6 +86,11 @@ export function ensureBpffs(path: string): void {
   });
 }
 
+/** Whether something exists at `path` (a pin, a file), without needing `--allow-read`. */
+export function pathExists(path: string): boolean {
+  return fileSystemType(path) >= 0;
+}
+
 /** The kernel memory a BPF map fd accounts for (`memlock` in `/proc/self/fdinfo/FD`), in bytes. */
 export function fdMemlock(fd: number): number | undefined {
   const text = readSmallFile(`/proc/self/fdinfo/${fd}`);

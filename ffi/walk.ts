@@ -101,6 +101,12 @@ export interface BatchOptions {
   chunk?: number;
   /** `lookupAndDelete` empties the map as it reads (default `lookup`). */
   command?: Extract<BatchCommandName, "lookup" | "lookupAndDelete">;
+  /**
+   * Reproduces the original study's flawed loop: the cursor is never advanced (every call
+   * passes the same zeroed `in_batch`), `ENOENT` does not end the walk, and the walk stops
+   * after `maxCalls` calls. For demonstrating the flaw only.
+   */
+  seedCompat?: { maxCalls: number };
 }
 
 /** The command number of each batch command name, for errors. */
@@ -146,10 +152,14 @@ export class BatchWalker {
   #call!: BatchCall;
   #fromStart = true;
   #finished = false;
+  readonly #seedCompat: { maxCalls: number } | undefined;
 
   constructor(target: WalkTarget, options: BatchOptions = {}) {
     this.#target = target;
     this.#command = options.command ?? "lookup";
+    this.#seedCompat = options.seedCompat;
+    // The study passed a pointer to a zero cursor, never NULL, on every call.
+    if (this.#seedCompat) this.#fromStart = false;
     // The cursor is a bucket index (u32) for hash maps and a key for arrays.
     const cursorSize = Math.max(target.keySize, 4);
     this.#inBatch = ownedBytes(cursorSize);
@@ -179,6 +189,7 @@ export class BatchWalker {
   next(): boolean {
     const t = this.#target;
     while (!this.#finished) {
+      if (this.#seedCompat && this.syscalls >= this.#seedCompat.maxCalls) break;
       const result = this.#call.run(this.chunk, this.#fromStart, 0n);
       this.syscalls++;
       const count = this.#call.done();
@@ -187,7 +198,13 @@ export class BatchWalker {
         this.#allocate(this.chunk);
         continue;
       }
-      if (result === -Errno.ENOENT) {
+      if (this.#seedCompat) {
+        if (result !== -Errno.ENOENT) {
+          check(result, BATCH_COMMAND_NUMBERS[this.#command], {
+            subject: t.subject,
+          });
+        }
+      } else if (result === -Errno.ENOENT) {
         this.#finished = true;
       } else {
         check(result, BATCH_COMMAND_NUMBERS[this.#command], {
