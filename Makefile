@@ -32,7 +32,7 @@ build: setup
 
 ## demo: the experiment at ENTRIES entries
 demo: build
-	ENTRIES=$(ENTRIES) $(DENO) task demo
+	$(DENO) task demo --entries $(ENTRIES)
 
 ## test: the test suite against the real kernel (BPF tests may not skip)
 test: build

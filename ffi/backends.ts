@@ -9,12 +9,13 @@ import { type Backend, type BackendName, BACKENDS } from "./backend.ts";
 import { BpfArgumentError } from "./errors.ts";
 import { LibbpfBackend } from "./libbpf_backend.ts";
 import { SyscallBackend } from "./syscall_backend.ts";
+import { readEnv } from "./env.ts";
 
 const instances: Partial<Record<BackendName, Backend>> = {};
 
 /** The backend used when none is named: `syscall`, or `BPF_BACKEND` from the environment. */
 export function defaultBackendName(): BackendName {
-  const fromEnv = Deno.env.get("BPF_BACKEND");
+  const fromEnv = readEnv("BPF_BACKEND");
   return fromEnv ? parseBackendName(fromEnv) : "syscall";
 }
 

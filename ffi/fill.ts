@@ -37,13 +37,12 @@ export interface FillResult {
   syscalls: number;
 }
 
-/** Writes keys `first .. first + count - 1` and the seed value into packed buffers. */
-function encodeChunk(
+/** Writes keys `first .. first + count - 1` into a packed key buffer. */
+function encodeKeys(
   map: BpfMap,
   first: number,
   count: number,
   keys: Uint8Array,
-  values: Uint8Array,
 ): void {
   const keyView = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
   for (let i = 0; i < count; i++) {
@@ -90,7 +89,7 @@ export async function fillMap(
   while (written < options.entries) {
     if (options.signal?.aborted) break;
     const count = Math.min(chunk, options.entries - written);
-    encodeChunk(map, written, count, keys, values);
+    encodeKeys(map, written, count, keys);
     if (options.perEntry) {
       for (let i = 0; i < count; i++) {
         map.update(

@@ -7,6 +7,8 @@
  */
 
 /** The libbpf symbols the toolkit calls. */
+import { readEnv } from "./env.ts";
+
 const LIBBPF_SYMBOLS = {
   bpf_map_create: {
     parameters: [
@@ -210,7 +212,7 @@ let libbpf: LibbpfSymbols | undefined;
 
 /** Returns the paths `libbpfSymbols()` tries, in order: `LIBBPF_PATH` first when set. */
 export function libbpfPaths(): string[] {
-  const override = Deno.env.get("LIBBPF_PATH");
+  const override = readEnv("LIBBPF_PATH");
   return override ? [override, ...LIBBPF_NAMES] : [...LIBBPF_NAMES];
 }
 

@@ -12,6 +12,7 @@ import Table from "cli-table3";
 // @ts-types="@types/cli-progress"
 import cliProgress from "cli-progress";
 import prettyBytes from "pretty-bytes";
+import { readEnv } from "../ffi/env.ts";
 import {
   type BackendName,
   BpfArgumentError,
@@ -229,7 +230,7 @@ export async function runMain(
       ? e.message
       : String(e);
     console.error(`error: ${message}`);
-    if (Deno.env.get("DEBUG") === "1" && e instanceof Error) {
+    if (readEnv("DEBUG") === "1" && e instanceof Error) {
       console.error(e.stack);
     }
     Deno.exit(1);
