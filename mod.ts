@@ -32,10 +32,18 @@ export {
 export { type BackendName, BACKENDS } from "./ffi/backend.ts";
 export { parseBackendName } from "./ffi/backends.ts";
 export type { MapInfo } from "./ffi/layout.ts";
+export { BPFFS_ROOT, ensureBpffs, fdMemlock, peakRss, possibleCpus } from "./ffi/system.ts";
 export {
-  BPFFS_ROOT,
-  ensureBpffs,
-  fdMemlock,
-  peakRss,
-  possibleCpus,
-} from "./ffi/system.ts";
+  DUMP_METHODS,
+  dumpMap,
+  type DumpMethod,
+  type DumpOptions,
+  type DumpResult,
+  methodBackend,
+} from "./ffi/dump.ts";
+export { cursorSpace, forEachBatchParallel, type ParallelOptions } from "./ffi/parallel.ts";
+export { MapIterator } from "./ffi/iter.ts";
+export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
+export { kernelEntryCount } from "./ffi/count.ts";
+export { fillMap, type FillOptions, type FillResult, SEED_VALUE } from "./ffi/fill.ts";
+export { KeySet } from "./ffi/verify.ts";

@@ -31,7 +31,5 @@ export function parseBackendName(name: string): BackendName {
 
 /** Returns the backend of that name (default: `defaultBackendName()`), creating it on first use. */
 export function backend(name: BackendName = defaultBackendName()): Backend {
-  return instances[name] ??= name === "libbpf"
-    ? new LibbpfBackend()
-    : new SyscallBackend();
+  return instances[name] ??= name === "libbpf" ? new LibbpfBackend() : new SyscallBackend();
 }

@@ -62,9 +62,7 @@ export function mapTypeName(type: number): string {
 /** Parses a map type name such as `hash` or `BPF_MAP_TYPE_PERCPU_HASH`; `undefined` when unknown. */
 export function parseMapType(text: string): MapType | undefined {
   const name = text.toLowerCase().replace(/^bpf_map_type_/, "");
-  return Object.hasOwn(MapType, name)
-    ? MapType[name as MapTypeName]
-    : undefined;
+  return Object.hasOwn(MapType, name) ? MapType[name as MapTypeName] : undefined;
 }
 
 /** Whether values of this map type hold one slot per possible CPU. */

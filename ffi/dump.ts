@@ -6,15 +6,33 @@
  */
 
 import { cpuTimes } from "./libc.ts";
-import type { BpfMap } from "./map.ts";
+import { MapIterator } from "./iter.ts";
+import type { BatchView, BpfMap, WalkStats } from "./map.ts";
+import { forEachBatchParallel } from "./parallel.ts";
 import { peakRss } from "./system.ts";
 import { KeySet } from "./verify.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
 
 /** The ways to dump a map. */
-export const DUMP_METHODS = ["normal", "batch", "seed-compat"] as const;
-/** A dump method: `normal` (GET_NEXT_KEY + LOOKUP_ELEM), `batch` (LOOKUP_BATCH), `seed-compat` (the study's flawed batch loop). */
+export const DUMP_METHODS = ["normal", "batch", "parallel", "iter", "seed-compat"] as const;
+/**
+ * A dump method: `normal` (GET_NEXT_KEY + LOOKUP_ELEM per entry), `batch` (LOOKUP_BATCH),
+ * `parallel` (LOOKUP_BATCH over disjoint ranges at once), `iter` (a bpf_iter program read
+ * with `read()`), `seed-compat` (the study's batch loop, which never advanced its cursor).
+ */
 export type DumpMethod = typeof DUMP_METHODS[number];
+
+/** How each method issues its calls, for reports: the map's backend, or the mechanism it always uses. */
+export function methodBackend(method: DumpMethod, map: BpfMap): string {
+  switch (method) {
+    case "parallel":
+      return "libbpf nonblocking";
+    case "iter":
+      return "bpf_iter + read";
+    default:
+      return map.backend;
+  }
+}
 
 /** Options of `dumpMap`. */
 export interface DumpOptions {
@@ -22,6 +40,10 @@ export interface DumpOptions {
   method?: DumpMethod;
   /** Entries per batch call for the batch methods (default 4096). */
   chunk?: number;
+  /** Ranges walked at once by `parallel` (default: the number of CPUs). */
+  ranges?: number;
+  /** An iterator already attached to the map, for `iter` (else one is attached, untimed, and closed). */
+  iterator?: MapIterator;
   /**
    * The number of entries the map holds, if known from elsewhere (the kernel's element
    * count, or `maxEntries` for arrays); a dump that saw another number of distinct keys is
@@ -56,6 +78,8 @@ export interface DumpResult {
   expected: number | null;
   /** Wall-clock seconds of the walk. */
   seconds: number;
+  /** Seconds of untimed setup before the walk (loading and attaching the iterator). */
+  setupSeconds: number;
   /** User CPU seconds of the walk. */
   user: number;
   /** System CPU seconds of the walk. */
@@ -96,6 +120,32 @@ function findProblem(
   return null;
 }
 
+/** Runs one method's walk, handing every key it reports to `keys`. */
+async function walk(
+  map: BpfMap,
+  method: DumpMethod,
+  keys: KeySet,
+  options: DumpOptions,
+): Promise<WalkStats> {
+  const chunk = options.chunk ?? DEFAULT_CHUNK;
+  const addBatch = (batch: BatchView) => keys.addPacked(batch.keys, batch.count);
+  switch (method) {
+    case "normal":
+      return map.forEachEntry((key) => keys.add(key));
+    case "batch":
+      return map.forEachBatch(addBatch, { chunk });
+    case "seed-compat":
+      return map.forEachBatch(addBatch, {
+        chunk,
+        seedCompat: { maxCalls: Math.floor(map.info.maxEntries / chunk) },
+      });
+    case "parallel":
+      return await forEachBatchParallel(map, addBatch, { chunk, ranges: options.ranges });
+    case "iter":
+      return options.iterator!.forEachBatch(addBatch);
+  }
+}
+
 /**
  * Dumps `map` by one method, counting every key it reports and timing the walk.
  *
@@ -103,42 +153,45 @@ function findProblem(
  * ```ts
  * import { BpfMap, dumpMap } from "../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
- * const result = dumpMap(map, { method: "batch", chunk: 4096 });
+ * const result = await dumpMap(map, { method: "batch", chunk: 4096 });
  * console.log(result.entries, result.seconds, result.verified);
  * ```
  */
-export function dumpMap(map: BpfMap, options: DumpOptions = {}): DumpResult {
+export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<DumpResult> {
   const method = options.method ?? "batch";
-  const chunk = options.chunk ?? DEFAULT_CHUNK;
-  const keys = new KeySet(map.keySize);
-  const start = memory();
-  const cpuStart = cpuTimes();
-  const t0 = performance.now();
-  const stats = method === "normal"
-    ? map.forEachEntry((key) => keys.add(key))
-    : map.forEachBatch((batch) => keys.addPacked(batch.keys, batch.count), {
-      chunk,
-      seedCompat: method === "seed-compat"
-        ? { maxCalls: Math.floor(map.info.maxEntries / chunk) }
-        : undefined,
+  const setupStart = performance.now();
+  const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
+  const setupSeconds = (performance.now() - setupStart) / 1000;
+  try {
+    const keys = new KeySet(map.keySize);
+    const start = memory();
+    const cpuStart = cpuTimes();
+    const t0 = performance.now();
+    const stats = await walk(map, method, keys, {
+      ...options,
+      iterator: options.iterator ?? attached,
     });
-  const seconds = (performance.now() - t0) / 1000;
-  const cpuEnd = cpuTimes();
-  const problem = findProblem(keys.added, keys.distinct, options.expected);
-  return {
-    method,
-    backend: map.backend,
-    entries: keys.added,
-    distinct: keys.distinct,
-    expected: options.expected ?? null,
-    seconds,
-    user: cpuEnd.user - cpuStart.user,
-    sys: cpuEnd.sys - cpuStart.sys,
-    syscalls: stats.syscalls,
-    chunk: stats.chunk,
-    batches: stats.batches,
-    memory: { start, end: memory(), peakRss: peakRss() ?? null },
-    verified: problem === null,
-    problem,
-  };
+    const seconds = (performance.now() - t0) / 1000;
+    const cpuEnd = cpuTimes();
+    const problem = findProblem(keys.added, keys.distinct, options.expected);
+    return {
+      method,
+      backend: methodBackend(method, map),
+      entries: keys.added,
+      distinct: keys.distinct,
+      expected: options.expected ?? null,
+      seconds,
+      setupSeconds,
+      user: cpuEnd.user - cpuStart.user,
+      sys: cpuEnd.sys - cpuStart.sys,
+      syscalls: stats.syscalls,
+      chunk: stats.chunk,
+      batches: stats.batches,
+      memory: { start, end: memory(), peakRss: peakRss() ?? null },
+      verified: problem === null,
+      problem,
+    };
+  } finally {
+    attached?.close();
+  }
 }

@@ -75,6 +75,20 @@ const LIBBPF_SYMBOLS = {
     ],
     result: "i32",
   },
+  bpf_map_lookup_batch_nonblocking: {
+    name: "bpf_map_lookup_batch",
+    parameters: [
+      "i32", // int fd
+      "buffer", // void *in_batch
+      "buffer", // void *out_batch
+      "buffer", // void *keys
+      "buffer", // void *values
+      "buffer", // __u32 *count
+      "buffer", // const struct bpf_map_batch_opts *opts
+    ],
+    result: "i32",
+    nonblocking: true, // runs on a thread of its own; returns -errno, so errno is not needed
+  },
   bpf_map_lookup_and_delete_batch: {
     parameters: [
       "i32", // int fd
@@ -229,9 +243,7 @@ export function libbpfSymbols(): LibbpfSymbols {
     }
   }
   throw new Error(
-    `Cannot open libbpf: tried ${
-      errors.join(", ")
-    }: install libbpf1 or set LIBBPF_PATH`,
+    `Cannot open libbpf: tried ${errors.join(", ")}: install libbpf1 or set LIBBPF_PATH`,
   );
 }
 
@@ -243,9 +255,7 @@ export function requireSymbol<K extends keyof LibbpfSymbols>(
   const symbol = libbpfSymbols()[name];
   if (symbol === null || symbol === undefined) {
     throw new Error(
-      `The loaded libbpf lacks "${
-        String(name)
-      }": libbpf ${version} or newer is needed`,
+      `The loaded libbpf lacks "${String(name)}": libbpf ${version} or newer is needed`,
     );
   }
   return symbol as NonNullable<LibbpfSymbols[K]>;

@@ -77,6 +77,9 @@ export interface WalkStats {
 
 const MAX_U32 = 0xffff_ffff;
 
+/** Why a write on an open map fd gets EPERM: no capability is checked there. */
+const WRITE_EPERM_HINT = "the map is frozen or its fd is read-only: user space cannot write it";
+
 function requireCount(
   value: number,
   what: string,
@@ -93,15 +96,11 @@ function requireCount(
 
 function resolveType(type: MapTypeName | MapType): MapType {
   const number = typeof type === "number"
-    ? (Object.values(MapType) as number[]).includes(type)
-      ? type as MapType
-      : undefined
+    ? (Object.values(MapType) as number[]).includes(type) ? type as MapType : undefined
     : parseMapType(type);
   if (number === undefined) {
     throw new BpfArgumentError(
-      `Unknown map type "${type}": use one of ${
-        Object.keys(MapType).join(", ")
-      }`,
+      `Unknown map type "${type}": use one of ${Object.keys(MapType).join(", ")}`,
     );
   }
   return number;
@@ -117,9 +116,7 @@ function validateSpec(spec: MapSpec): Required<MapSpec> & { type: MapType } {
   const name = spec.name ?? "";
   if (isArray(type) && keySize !== 4) {
     throw new BpfArgumentError(
-      `Invalid keySize "${keySize}": ${
-        mapTypeName(type)
-      } maps take 4-byte keys`,
+      `Invalid keySize "${keySize}": ${mapTypeName(type)} maps take 4-byte keys`,
     );
   }
   if (name.length >= OBJ_NAME_LEN || !/^[A-Za-z0-9_.]*$/.test(name)) {
@@ -139,10 +136,11 @@ function createHint(
 ): string | undefined {
   switch (errno) {
     case Errno.E2BIG:
-      if (spec.keySize > 512) {
-        return `keySize ${spec.keySize} is too large: hash maps take keys of at most 512 bytes`;
-      }
-      return `valueSize ${spec.valueSize} or maxEntries ${spec.maxEntries} is too large for this map type`;
+      // Linux 5.11 lifted the 512-byte limit on hash keys: since then only key plus value
+      // (under KMALLOC_MAX_SIZE, 4 MiB on x86_64) bounds keySize, so it cannot be ruled out.
+      return `keySize ${spec.keySize}, valueSize ${spec.valueSize} or maxEntries ${spec.maxEntries} is too large for this map type${
+        spec.keySize > 512 ? " (hash keys are at most 512 bytes before Linux 5.11)" : ""
+      }`;
     case Errno.EINVAL:
       return `the kernel refused type "${spec.type}", keySize ${spec.keySize}, valueSize ${spec.valueSize}, maxEntries ${spec.maxEntries} or flags ${spec.flags}: check the flags first`;
     case Errno.ENOMEM:
@@ -308,9 +306,7 @@ export class BpfMap implements Disposable {
         errno: -fd,
         command: BpfCommand.OBJ_GET,
         subject: `"${path}"`,
-        hint: -fd === Errno.ENOENT
-          ? "nothing is pinned at that path"
-          : undefined,
+        hint: -fd === Errno.ENOENT ? "nothing is pinned at that path" : undefined,
       });
     }
     try {
@@ -390,9 +386,7 @@ export class BpfMap implements Disposable {
 
   #setValue(value: Uint8Array): void {
     if (value.byteLength !== this.valueBytes) {
-      const perCpu = this.perCpu
-        ? ` (${this.cpus} CPUs x ${this.valueStride} bytes)`
-        : "";
+      const perCpu = this.perCpu ? ` (${this.cpus} CPUs x ${this.valueStride} bytes)` : "";
       throw new BpfArgumentError(
         `Value of ${value.byteLength} bytes for ${this.subject}: its values are ${this.valueBytes} bytes${perCpu}`,
       );
@@ -428,6 +422,8 @@ export class BpfMap implements Disposable {
         ? "the key does not exist and EXIST was asked"
         : result === -Errno.E2BIG
         ? `the map is full (maxEntries ${this.info.maxEntries})`
+        : result === -Errno.EPERM
+        ? WRITE_EPERM_HINT
         : undefined,
     });
   }
@@ -437,7 +433,10 @@ export class BpfMap implements Disposable {
     this.#setKey(key);
     const result = this.#elemCalls().delete(0n);
     if (result === -Errno.ENOENT) return false;
-    check(result, BpfCommand.MAP_DELETE_ELEM, { subject: this.subject });
+    check(result, BpfCommand.MAP_DELETE_ELEM, {
+      subject: this.subject,
+      hint: result === -Errno.EPERM ? WRITE_EPERM_HINT : undefined,
+    });
     return true;
   }
 
@@ -598,10 +597,18 @@ export class BpfMap implements Disposable {
       values: ownedValues,
     });
     const result = call.run(count, true, BigInt(flag));
+    // A refusal before the first element (EPERM, EINVAL) leaves the input count in place; a
+    // failure on an element always leaves fewer than `count` done.
+    const done = result < 0 && call.done() === count ? 0 : call.done();
     check(result, BATCH_COMMAND_NUMBERS[command], {
-      subject: `${this.subject} (${call.done()} of ${count} done)`,
+      subject: `${this.subject} (${done} of ${count} done)`,
+      hint: result === -Errno.EPERM
+        ? WRITE_EPERM_HINT
+        : result === -Errno.EINVAL && flag !== UpdateFlag.ANY
+        ? "UPDATE_BATCH takes no NOEXIST or EXIST (the kernel allows only BPF_F_LOCK there): use update() per key"
+        : undefined,
     });
-    return call.done();
+    return done;
   }
 
   /**

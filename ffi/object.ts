@@ -7,12 +7,7 @@
 
 import { addressOf, keepAlive, ownedBytes } from "./buffers.ts";
 import { BpfError, check } from "./errors.ts";
-import {
-  ITER_LINK_INFO,
-  LIBBPF_ITER_ATTACH_OPTS,
-  LIBBPF_OPTS_SIZE,
-  writeField,
-} from "./layout.ts";
+import { ITER_LINK_INFO, LIBBPF_ITER_ATTACH_OPTS, LIBBPF_OPTS_SIZE, writeField } from "./layout.ts";
 import { closeFd, cString, dupFd, errno, readFd } from "./libc.ts";
 import { type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
 import { BpfMap, type OpenOptions } from "./map.ts";

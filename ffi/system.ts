@@ -62,8 +62,7 @@ export function ensureBpffs(path: string): void {
         errno: -mounted,
         command: "mount",
         subject: `bpffs at "${BPFFS_ROOT}"`,
-        hint:
-          `run as root, or mount it yourself: mount -t bpf bpf ${BPFFS_ROOT}`,
+        hint: `run as root, or mount it yourself: mount -t bpf bpf ${BPFFS_ROOT}`,
       });
     }
     type = fileSystemType(folder);
@@ -74,8 +73,7 @@ export function ensureBpffs(path: string): void {
       errno: Errno.ENOENT,
       command: "BPF_OBJ_PIN",
       subject: `"${path}"`,
-      hint:
-        `the folder "${folder}" does not exist: create it first (mkdir -p ${folder})`,
+      hint: `the folder "${folder}" does not exist: create it first (mkdir -p ${folder})`,
     });
   }
   throw new BpfError({

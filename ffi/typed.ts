@@ -6,6 +6,7 @@
  */
 
 import type { UpdateFlag } from "./constants.ts";
+import { BpfArgumentError } from "./errors.ts";
 import type { BpfMap, WalkStats } from "./map.ts";
 
 /** Encodes values of `T` into `size` bytes and back (little-endian, as the kernel stores them on x86_64 and arm64). */
@@ -57,7 +58,7 @@ export class TypedMap<K, V> {
 
   constructor(map: BpfMap, key: Codec<K>, value: Codec<V>) {
     if (key.size !== map.keySize || value.size !== map.valueSize) {
-      throw new TypeError(
+      throw new BpfArgumentError(
         `Codecs of ${key.size}/${value.size} bytes for ${map.subject}: its keys and values are ${map.keySize}/${map.valueSize} bytes`,
       );
     }

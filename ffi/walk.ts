@@ -7,12 +7,7 @@
  * @module
  */
 
-import type {
-  Backend,
-  BatchCall,
-  BatchCommandName,
-  ElemCall,
-} from "./backend.ts";
+import type { Backend, BatchCall, BatchCommandName, ElemCall } from "./backend.ts";
 import { ownedBytes } from "./buffers.ts";
 import { BpfCommand } from "./constants.ts";
 import { check, Errno } from "./errors.ts";

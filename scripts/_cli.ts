@@ -13,13 +13,7 @@ import Table from "cli-table3";
 import cliProgress from "cli-progress";
 import prettyBytes from "pretty-bytes";
 import { readEnv } from "../ffi/env.ts";
-import {
-  type BackendName,
-  BpfArgumentError,
-  BpfError,
-  BpfMap,
-  parseBackendName,
-} from "../mod.ts";
+import { type BackendName, BpfArgumentError, BpfError, BpfMap, parseBackendName } from "../mod.ts";
 
 /** The pin `load.ts` makes and the other scripts open by default. */
 export const DEFAULT_PIN = "/sys/fs/bpf/test_map";
@@ -54,9 +48,7 @@ export function parseFlags<const T extends FlagSpec>(
       .values;
   } catch (e) {
     throw new UsageError(
-      e instanceof Error
-        ? e.message.replace(/\. To specify.*$/s, "")
-        : String(e),
+      e instanceof Error ? e.message.replace(/\. To specify.*$/s, "") : String(e),
     );
   }
 }
@@ -159,8 +151,7 @@ export function progressBar(
 ): cliProgress.SingleBar {
   const bar = new cliProgress.SingleBar({
     stream: process.stderr,
-    format:
-      `${label} [{bar}] {percentage}% {value}/{total} entries, ETA {eta}s`,
+    format: `${label} [{bar}] {percentage}% {value}/{total} entries, ETA {eta}s`,
     hideCursor: true,
   }, cliProgress.Presets.shades_classic);
   bar.start(total, 0);
@@ -175,9 +166,7 @@ export function summary(
   const n = sorted.length;
   const mean = sorted.reduce((a, b) => a + b, 0) / n;
   const sd = Math.sqrt(sorted.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
-  const median = n % 2
-    ? sorted[(n - 1) / 2]
-    : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   return { mean, sd, min: sorted[0], median, max: sorted[n - 1] };
 }
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { dumpMap, type DumpMethod, type DumpResult } from "../ffi/dump.ts";
+import { dumpMap, type DumpMethod, type DumpResult, methodBackend } from "../ffi/dump.ts";
 import { kernelEntryCount } from "../ffi/count.ts";
 import {
   backendFlag,
@@ -36,25 +36,43 @@ const DUMP_FLAGS = {
   "value-size": { type: "string" },
   chunk: { type: "string" },
   "seed-compat": { type: "boolean" },
+  parallel: { type: "string" },
 } as const;
+
+/** `--parallel` may stand without a number, meaning one range per CPU. */
+function withParallelDefault(args: string[]): string[] {
+  const at = args.indexOf("--parallel");
+  if (at < 0 || (at + 1 < args.length && !args[at + 1].startsWith("-"))) return args;
+  return [...args.slice(0, at + 1), String(navigator.hardwareConcurrency), ...args.slice(at + 1)];
+}
 
 /** What distinguishes one dump script from another. */
 export interface DumpScript {
-  /** `normal` or `batch`. */
-  method: Extract<DumpMethod, "normal" | "batch">;
+  /** `normal`, `batch` or `iter`. */
+  method: Extract<DumpMethod, "normal" | "batch" | "iter">;
   /** The words the study printed around the walk. */
   verb: string;
 }
 
 /** Runs a dump script on `Deno.args`. */
-export function dumpScript(script: DumpScript): void {
-  const flags = parseFlags(DUMP_FLAGS);
+export async function dumpScript(script: DumpScript): Promise<void> {
+  const flags = parseFlags(DUMP_FLAGS, withParallelDefault(Deno.args));
   const batch = script.method === "batch";
-  if (!batch && (flags.chunk !== undefined || flags["seed-compat"])) {
-    throw new UsageError("--chunk and --seed-compat belong to batch.ts");
+  if (
+    !batch && (flags.chunk !== undefined || flags["seed-compat"] || flags.parallel !== undefined)
+  ) {
+    throw new UsageError("--chunk, --parallel and --seed-compat belong to batch.ts");
   }
+  if (flags["seed-compat"] && flags.parallel !== undefined) {
+    throw new UsageError("--seed-compat and --parallel exclude each other");
+  }
+  const ranges = flags.parallel === undefined
+    ? undefined
+    : intFlag(flags.parallel, "parallel", 1, { max: 1 << 20 });
   const method: DumpMethod = flags["seed-compat"]
     ? "seed-compat"
+    : ranges !== undefined
+    ? "parallel"
     : script.method;
   const chunk = intFlag(flags.chunk, "chunk", 4096, {
     max: KERNEL_CHUNK_LIMIT,
@@ -71,12 +89,12 @@ export function dumpScript(script: DumpScript): void {
   expectSizes(map, keySize, valueSize);
   const expected = kernelEntryCount(map);
   say(
-    `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries, ${map.backend} backend)`,
+    `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries, ${methodBackend(method, map)})`,
   );
   const results: DumpResult[] = [];
   for (let run = 0; run < runs; run++) {
     say(`Start ${script.verb} bpf map`);
-    const result = dumpMap(map, { method, chunk, expected });
+    const result = await dumpMap(map, { method, chunk, expected, ranges });
     results.push(result);
     if (json) {
       console.log(JSON.stringify(result));
@@ -87,15 +105,15 @@ export function dumpScript(script: DumpScript): void {
       printMemory("last", result.memory.end);
       console.log(`peakRss = ${result.memory.peakRss}`);
       console.log(
-        `cpu user = ${result.user.toFixed(3)} s, sys = ${
-          result.sys.toFixed(3)
-        } s`,
+        `cpu user = ${result.user.toFixed(3)} s, sys = ${result.sys.toFixed(3)} s`,
       );
       console.log("------------------------");
     }
     say(`Finish ${script.verb} bpf map`);
     say(`Count ${result.entries} entries`);
-    if (method !== "normal") say(`Batch Count is ${result.batches}`);
+    if (method !== "normal") {
+      say(`${method === "iter" ? "Read" : "Batch"} Count is ${result.batches}`);
+    }
     say(
       `Elapsed ${result.seconds.toFixed(3)} s (${result.syscalls} syscalls${
         batch ? `, chunk ${result.chunk}` : ""
@@ -123,9 +141,7 @@ export function dumpScript(script: DumpScript): void {
 }
 
 function report(result: DumpResult): void {
-  const against = result.expected === null
-    ? ""
-    : ` (kernel count ${result.expected})`;
+  const against = result.expected === null ? "" : ` (kernel count ${result.expected})`;
   if (result.verified) {
     console.log(
       paint(

@@ -22,8 +22,7 @@ import {
   RuntimeError,
 } from "./_cli.ts";
 
-const USAGE =
-  `usage: demo.ts [--entries N] [--chunk N] [--backend syscall|libbpf]
+const USAGE = `usage: demo.ts [--entries N] [--chunk N] [--backend syscall|libbpf]
   Loads build/test_map.bpf.o with N entries (default 1,048,576), fills it, and dumps it per
   entry, in batches of --chunk (default 4096) and with the study's loop, side by side.`;
 
@@ -63,7 +62,7 @@ await runMain(USAGE, async () => {
   const results: DumpResult[] = [];
   for (const method of ["normal", "batch", "seed-compat"] as DumpMethod[]) {
     console.error(`dumping: ${method}`);
-    results.push(dumpMap(map, { method, chunk, expected }));
+    results.push(await dumpMap(map, { method, chunk, expected }));
   }
   const normal = results[0].seconds;
   printTable(
@@ -90,9 +89,7 @@ await runMain(USAGE, async () => {
   );
   const [perEntry, batch, seed] = results;
   console.log(
-    `batch is ${
-      (perEntry.seconds / batch.seconds).toFixed(1)
-    }x faster than per-entry`,
+    `batch is ${(perEntry.seconds / batch.seconds).toFixed(1)}x faster than per-entry`,
   );
   console.log(
     `the study's loop reported ${seed.entries} entries but saw only ${seed.distinct} distinct keys: its cursor never moved`,

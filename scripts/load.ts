@@ -80,9 +80,7 @@ function openStudyMap(
 }
 
 function waitForSignal(): Promise<void> {
-  return new Promise((resolve) =>
-    Deno.addSignalListener("SIGINT", () => resolve())
-  );
+  return new Promise((resolve) => Deno.addSignalListener("SIGINT", () => resolve()));
 }
 
 await runMain(USAGE, async () => {
@@ -174,9 +172,7 @@ await runMain(USAGE, async () => {
       : "Finish preparing test data",
   );
   say(
-    `filled ${fill.written} entries in ${
-      fill.seconds.toFixed(3)
-    } s (${fill.syscalls} syscalls)`,
+    `filled ${fill.written} entries in ${fill.seconds.toFixed(3)} s (${fill.syscalls} syscalls)`,
   );
   if (memlock !== undefined) {
     say(`kernel memory (memlock) ${memlock} (${bytes(memlock)})`);
