@@ -37,6 +37,14 @@ const LIBC_SYMBOLS = {
     result: "i32", // int
   },
   unlink: { parameters: ["buffer"], result: "i32" }, // int unlink(const char *pathname)
+  write: {
+    parameters: [
+      "i32", // int fd
+      "buffer", // const void *buf
+      "usize", // size_t count
+    ],
+    result: "isize", // ssize_t
+  },
   getrusage: {
     parameters: [
       "i32", // int who
@@ -127,6 +135,20 @@ export function readFd(fd: number, buffer: Uint8Array): number {
 export function openReadOnly(path: string): number {
   const O_RDONLY_CLOEXEC = 0o2000000;
   return negativeErrno(libcSymbols().open(cString(path), O_RDONLY_CLOEXEC, 0));
+}
+
+/** Writes a short text to a file (under /proc); returns 0 or `-errno`. */
+export function writeSmallFile(path: string, text: string): number {
+  const O_WRONLY_CLOEXEC = 0o2000001;
+  const fd = negativeErrno(libcSymbols().open(cString(path), O_WRONLY_CLOEXEC, 0));
+  if (fd < 0) return fd;
+  try {
+    const bytes = new TextEncoder().encode(text);
+    const written = negativeErrno(Number(libcSymbols().write(fd, bytes, BigInt(bytes.length))));
+    return written < 0 ? written : 0;
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /** Removes a file (a pin); returns 0 or `-errno`. */

@@ -7,7 +7,7 @@
  */
 
 import { BpfError, Errno } from "./errors.ts";
-import { fileSystemType, mountFileSystem, readSmallFile } from "./libc.ts";
+import { fileSystemType, mountFileSystem, readSmallFile, writeSmallFile } from "./libc.ts";
 
 /** Where bpffs is mounted by convention. */
 export const BPFFS_ROOT = "/sys/fs/bpf";
@@ -94,6 +94,11 @@ export function fdMemlock(fd: number): number | undefined {
   const text = readSmallFile(`/proc/self/fdinfo/${fd}`);
   const match = text?.match(/^memlock:\s+(\d+)/m);
   return match ? Number(match[1]) : undefined;
+}
+
+/** Resets this process's peak RSS to its current RSS (`echo 5 > /proc/self/clear_refs`); false when refused. */
+export function resetPeakRss(): boolean {
+  return writeSmallFile("/proc/self/clear_refs", "5") === 0;
 }
 
 /** Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in bytes. */

@@ -1,0 +1,219 @@
+/**
+ * The measuring engine of `compare.ts`, `sweep.ts` and the benchmarks: which method and
+ * backend pairs to run, fresh maps to run them on, rounds interleaved across the pairs,
+ * verification of every dump, heap growth and peak RSS per pair, and the C reference.
+ *
+ * @module
+ */
+
+import {
+  type BackendName,
+  BpfError,
+  BpfMap,
+  dumpMap,
+  type DumpMethod,
+  type DumpResult,
+  fillMap,
+  isPerCpu,
+  kernelEntryCount,
+  MapIterator,
+  type MapTypeName,
+  peakRss,
+} from "../mod.ts";
+import { resetPeakRss } from "../ffi/system.ts";
+import { summary } from "./_cli.ts";
+
+/** One way to dump: a method, and the backend its map is opened with. */
+export interface Variant {
+  /** The dump method. */
+  method: DumpMethod;
+  /** The backend the map is opened with (parallel and iter always use their own mechanism). */
+  backend: BackendName;
+  /** How tables and charts name it. */
+  label: string;
+}
+
+/** Every method on every backend it can use: per-entry and batch on both, parallel and iter once. */
+export const VARIANTS: readonly Variant[] = [
+  { method: "normal", backend: "syscall", label: "per-entry / syscall" },
+  { method: "normal", backend: "libbpf", label: "per-entry / libbpf" },
+  { method: "batch", backend: "syscall", label: "batch / syscall" },
+  { method: "batch", backend: "libbpf", label: "batch / libbpf" },
+  { method: "parallel", backend: "libbpf", label: "parallel batch" },
+  { method: "iter", backend: "libbpf", label: "bpf_iter" },
+];
+
+/** What the rounds of one variant measured. */
+export interface Measurement {
+  /** The variant. */
+  variant: Variant;
+  /** Seconds of each round's walk. */
+  seconds: number[];
+  /** The last round's full result (null when skipped). */
+  last: DumpResult | null;
+  /** V8 heap growth of the last round, after forced GCs (null without `--expose-gc`). */
+  heapGrowth: number | null;
+  /** Peak RSS during the last round (the peak is reset before it). */
+  peakRss: number | null;
+  /** Why the variant was skipped, if it was. */
+  skipped: string | null;
+  /** Why a dump could not be trusted, if one could not. */
+  problem: string | null;
+}
+
+/** Options of `measure`. */
+export interface MeasureOptions {
+  /** Rounds per variant, interleaved (default 3). */
+  rounds?: number;
+  /** Entries per batch call (default 4096). */
+  chunk?: number;
+  /** Ranges of the parallel dump (default: the number of CPUs). */
+  ranges?: number;
+  /** Called before each dump, for progress lines. */
+  onStep?: (variant: Variant, round: number) => void;
+  /** Called at the end of each round (to run a reference in the same rhythm). */
+  afterRound?: (round: number) => Promise<void>;
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function heapAfterGc(): number | null {
+  if (!gc) return null;
+  gc();
+  return Deno.memoryUsage().heapUsed;
+}
+
+/**
+ * Dumps the map with id `mapId` by each variant, `rounds` times, interleaving the variants
+ * round by round so a drifting machine affects them alike. A variant the map type refuses is
+ * skipped with the kernel's reason; a dump that is not verified is kept with its problem.
+ */
+export async function measure(
+  mapId: number,
+  variants: readonly Variant[],
+  options: MeasureOptions = {},
+): Promise<Measurement[]> {
+  const rounds = options.rounds ?? 3;
+  const maps = new Map<BackendName, BpfMap>();
+  const open = (backend: BackendName) => {
+    let map = maps.get(backend);
+    if (!map) maps.set(backend, map = BpfMap.fromId(mapId, { backend }));
+    return map;
+  };
+  const iterators = new Map<BpfMap, MapIterator>();
+  const results: Measurement[] = variants.map((variant) => ({
+    variant,
+    seconds: [],
+    last: null,
+    heapGrowth: null,
+    peakRss: null,
+    skipped: null,
+    problem: null,
+  }));
+  try {
+    const expected = kernelEntryCount(open("syscall"));
+    for (let round = 0; round < rounds; round++) {
+      for (const measurement of results) {
+        if (measurement.skipped) continue;
+        const { variant } = measurement;
+        options.onStep?.(variant, round);
+        const map = open(variant.backend);
+        try {
+          let iterator: MapIterator | undefined;
+          if (variant.method === "iter") {
+            iterator = iterators.get(map) ?? MapIterator.attach(map);
+            iterators.set(map, iterator);
+          }
+          const heapBefore = heapAfterGc();
+          resetPeakRss();
+          const result = await dumpMap(map, {
+            method: variant.method,
+            chunk: options.chunk,
+            ranges: options.ranges,
+            expected,
+            iterator,
+          });
+          const heapAfter = heapAfterGc();
+          measurement.seconds.push(result.seconds);
+          measurement.last = result;
+          measurement.peakRss = peakRss() ?? null;
+          measurement.heapGrowth = heapBefore === null || heapAfter === null ? null : heapAfter - heapBefore;
+          measurement.problem ??= result.problem;
+        } catch (e) {
+          if (!(e instanceof BpfError) && !(e instanceof Error && /bpf_iter|iterator/i.test(e.message))) throw e;
+          measurement.skipped = `${variant.method} not available for ${map.typeName} maps: ${e.message}`;
+        }
+      }
+      await options.afterRound?.(round);
+    }
+  } finally {
+    for (const iterator of iterators.values()) iterator.close();
+    for (const map of maps.values()) map.close();
+  }
+  return results;
+}
+
+/** Median, min and max of a measurement's rounds. */
+export function spread(seconds: number[]): { median: number; min: number; max: number } {
+  const s = summary(seconds);
+  return { median: s.median, min: s.min, max: s.max };
+}
+
+/**
+ * Creates a `type` map of u32 keys and values holding `entries` entries (keys `0 ..
+ * entries - 1`, value 0xdeadbeef). LRU maps get twice the room, since they evict before
+ * they are full.
+ */
+export async function createFilledMap(type: MapTypeName, entries: number): Promise<BpfMap> {
+  const lru = type === "lru_hash" || type === "lru_percpu_hash";
+  const map = BpfMap.create({
+    type,
+    keySize: 4,
+    valueSize: 4,
+    maxEntries: Math.max(1, lru ? entries * 2 : entries),
+    name: "compare",
+  });
+  try {
+    await fillMap(map, { entries });
+    return map;
+  } catch (e) {
+    map.close();
+    throw e;
+  }
+}
+
+/** A C reference's result: the seconds of its walk, and the entries it counted. */
+export interface PeerResult {
+  /** Seconds the reference reported for its walk. */
+  seconds: number;
+  /** Entries it counted. */
+  count: number;
+}
+
+/**
+ * Runs a native reference dumper (`PEER normal|batch PIN [CHUNK]`, printing
+ * `count=N ... seconds=S`) and parses its line.
+ */
+export async function runPeer(
+  peer: string,
+  mode: "normal" | "batch",
+  pin: string,
+  chunk: number,
+): Promise<PeerResult> {
+  const args = mode === "batch" ? [mode, pin, String(chunk)] : [mode, pin];
+  const output = await new Deno.Command(peer, { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  const seconds = text.match(/seconds=([\d.]+)/);
+  const count = text.match(/count=(\d+)/);
+  if (!output.success || !seconds || !count) {
+    throw new Error(
+      `The reference "${peer} ${args.join(" ")}" failed: ${new TextDecoder().decode(output.stderr).trim() || text.trim()}`,
+    );
+  }
+  return { seconds: Number(seconds[1]), count: Number(count[1]) };
+}
+
+/** Whether the C reference can read this map (it reads u32 keys into u32 values). */
+export function peerCanRead(map: BpfMap): boolean {
+  return map.keySize === 4 && map.valueSize === 4 && !isPerCpu(map.info.type);
+}
