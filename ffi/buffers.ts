@@ -25,10 +25,13 @@ export function roundUp8(size: number): number {
   return (size + 7) & ~7;
 }
 
+/** The buffer `keepAlive` saw last: a store the optimiser cannot drop. */
+let lastKept: unknown = null;
+
 /**
  * Marks a buffer as used after the call whose attr held its address, so that the optimiser
- * cannot end its life before the call returns.
+ * cannot end its life before the call returns (it stays referenced until the next call).
  */
 export function keepAlive(buffer: Uint8Array | null): void {
-  if (buffer !== null && buffer.byteLength < 0) throw new Error("unreachable");
+  lastKept = buffer;
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BACKENDS, type BackendName, BpfMap } from "../mod.ts";
+import { type BackendName, BACKENDS, BpfMap } from "../mod.ts";
 
 function probeBpf(): string | undefined {
   try {
