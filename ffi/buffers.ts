@@ -26,12 +26,12 @@ export function roundUp8(size: number): number {
 }
 
 /** The buffer `keepAlive` saw last: a store the optimiser cannot drop. */
-let lastKept: unknown = null;
+let _lastKept: unknown = null;
 
 /**
  * Marks a buffer as used after the call whose attr held its address, so that the optimiser
  * cannot end its life before the call returns (it stays referenced until the next call).
  */
 export function keepAlive(buffer: Uint8Array | null): void {
-  lastKept = buffer;
+  _lastKept = buffer;
 }
