@@ -11,7 +11,7 @@
  */
 
 import { BpfMap, dumpMap, MapIterator } from "../mod.ts";
-import { encodeBatch, encodeElem, layoutSize, BATCH_ATTR } from "../ffi/layout.ts";
+import { BATCH_ATTR, encodeBatch, encodeElem, layoutSize } from "../ffi/layout.ts";
 import { BatchWalker } from "../ffi/walk.ts";
 import { backend as backendOf } from "../ffi/backends.ts";
 import { createFilledMap, VARIANTS } from "../scripts/_measure.ts";
@@ -23,7 +23,15 @@ const iterator = MapIterator.attach(map);
 
 const attr = new DataView(new ArrayBuffer(layoutSize(BATCH_ATTR)));
 Deno.bench("encode BATCH attr", { group: "encode", baseline: true }, () => {
-  encodeBatch(attr, { inBatch: 0x1000n, outBatch: 0x2000n, keys: 0x3000n, values: 0x4000n, count: 4096, mapFd: 3, elemFlags: 0n });
+  encodeBatch(attr, {
+    inBatch: 0x1000n,
+    outBatch: 0x2000n,
+    keys: 0x3000n,
+    values: 0x4000n,
+    count: 4096,
+    mapFd: 3,
+    elemFlags: 0n,
+  });
 });
 Deno.bench("encode ELEM attr", { group: "encode" }, () => {
   encodeElem(attr, { mapFd: 3, key: 0x1000n, value: 0x2000n, flags: 0n });
@@ -35,14 +43,27 @@ for (const [backend, m] of Object.entries(maps)) {
   Deno.bench(`lookup (${backend})`, { group: "lookup", baseline: backend === "syscall" }, () => {
     m.lookup(key, value);
   });
-  Deno.bench(`one batch call of 4096 (${backend})`, { group: "batch call", baseline: backend === "syscall" }, () => {
-    const target = { backend: backendOf(m.backend), fd: m.fd, keySize: 4, valueBytes: 4, maxEntries: ENTRIES, subject: m.subject };
+  Deno.bench(`one batch call of 4096 (${backend})`, {
+    group: "batch call",
+    baseline: backend === "syscall",
+  }, () => {
+    const target = {
+      backend: backendOf(m.backend),
+      fd: m.fd,
+      keySize: 4,
+      valueBytes: 4,
+      maxEntries: ENTRIES,
+      subject: m.subject,
+    };
     new BatchWalker(target, { chunk: 4096 }).next();
   });
 }
 
 for (const variant of VARIANTS) {
-  Deno.bench(`dump 100k: ${variant.label}`, { group: "dump 100k", baseline: variant.label === "per-entry / syscall" }, async () => {
+  Deno.bench(`dump 100k: ${variant.label}`, {
+    group: "dump 100k",
+    baseline: variant.label === "per-entry / syscall",
+  }, async () => {
     const result = await dumpMap(maps[variant.backend], {
       method: variant.method,
       iterator: variant.method === "iter" ? iterator : undefined,

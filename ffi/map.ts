@@ -21,7 +21,7 @@ import {
 import { BpfArgumentError, BpfError, check, Errno } from "./errors.ts";
 import { decodeMapInfo, layoutSize, MAP_INFO, type MapInfo } from "./layout.ts";
 import { closeFd } from "./libc.ts";
-import { ensureBpffs, possibleCpus } from "./system.ts";
+import { BPFFS_ROOT, ensureBpffs, outsideBpffs, possibleCpus } from "./system.ts";
 import { type Codec, TypedMap } from "./typed.ts";
 import {
   BATCH_COMMAND_NUMBERS,
@@ -306,7 +306,11 @@ export class BpfMap implements Disposable {
         errno: -fd,
         command: BpfCommand.OBJ_GET,
         subject: `"${path}"`,
-        hint: -fd === Errno.ENOENT ? "nothing is pinned at that path" : undefined,
+        hint: -fd === Errno.ENOENT
+          ? "nothing is pinned at that path"
+          : -fd === Errno.EACCES && outsideBpffs(path)
+          ? `the path is not on a bpf file system: pins live under ${BPFFS_ROOT}`
+          : undefined,
       });
     }
     try {

@@ -84,6 +84,12 @@ export function ensureBpffs(path: string): void {
   });
 }
 
+/** Whether `path` exists and is not on a bpf file system (so it cannot be a pin). */
+export function outsideBpffs(path: string): boolean {
+  const type = fileSystemType(path);
+  return type >= 0 && type !== BPF_FS_MAGIC;
+}
+
 /** Whether something exists at `path` (a pin, a file), without needing `--allow-read`. */
 export function pathExists(path: string): boolean {
   return fileSystemType(path) >= 0;

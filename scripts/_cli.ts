@@ -40,7 +40,7 @@ export function parseFlags<const T extends FlagSpec>(
 ) {
   try {
     return parseArgs({
-      args,
+      args: joinNegativeValues(spec, args),
       options: { ...spec, help: { type: "boolean", short: "h" } },
       strict: true,
       allowPositionals: false,
@@ -48,9 +48,25 @@ export function parseFlags<const T extends FlagSpec>(
       .values;
   } catch (e) {
     throw new UsageError(
-      e instanceof Error ? e.message.replace(/\. To specify.*$/s, "") : String(e),
+      e instanceof Error
+        ? e.message.replace(/\.?\s*To specify.*$/s, "").replace(/\s*\n\s*/g, " ")
+        : String(e),
     );
   }
+}
+
+/** Turns `--flag -5` into `--flag=-5` for string flags, so a negative number gets its range error. */
+function joinNegativeValues(spec: FlagSpec, args: string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") ? args[i].slice(2) : "";
+    if (spec[name]?.type === "string" && /^-\d/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[++i]}`);
+    } else {
+      joined.push(args[i]);
+    }
+  }
+  return joined;
 }
 
 /** Parses a whole number flag within bounds, or throws a `UsageError` naming the flag. */

@@ -89,7 +89,9 @@ export async function dumpScript(script: DumpScript): Promise<void> {
   expectSizes(map, keySize, valueSize);
   const expected = kernelEntryCount(map);
   say(
-    `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries, ${methodBackend(method, map)})`,
+    `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries, ${
+      methodBackend(method, map)
+    })`,
   );
   const results: DumpResult[] = [];
   for (let run = 0; run < runs; run++) {

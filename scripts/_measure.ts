@@ -137,11 +137,17 @@ export async function measure(
           measurement.seconds.push(result.seconds);
           measurement.last = result;
           measurement.peakRss = peakRss() ?? null;
-          measurement.heapGrowth = heapBefore === null || heapAfter === null ? null : heapAfter - heapBefore;
+          measurement.heapGrowth = heapBefore === null || heapAfter === null
+            ? null
+            : heapAfter - heapBefore;
           measurement.problem ??= result.problem;
         } catch (e) {
-          if (!(e instanceof BpfError) && !(e instanceof Error && /bpf_iter|iterator/i.test(e.message))) throw e;
-          measurement.skipped = `${variant.method} not available for ${map.typeName} maps: ${e.message}`;
+          if (
+            !(e instanceof BpfError) &&
+            !(e instanceof Error && /bpf_iter|iterator/i.test(e.message))
+          ) throw e;
+          measurement.skipped =
+            `${variant.method} not available for ${map.typeName} maps: ${e.message}`;
         }
       }
       await options.afterRound?.(round);
@@ -207,7 +213,9 @@ export async function runPeer(
   const count = text.match(/count=(\d+)/);
   if (!output.success || !seconds || !count) {
     throw new Error(
-      `The reference "${peer} ${args.join(" ")}" failed: ${new TextDecoder().decode(output.stderr).trim() || text.trim()}`,
+      `The reference "${peer} ${args.join(" ")}" failed: ${
+        new TextDecoder().decode(output.stderr).trim() || text.trim()
+      }`,
     );
   }
   return { seconds: Number(seconds[1]), count: Number(count[1]) };

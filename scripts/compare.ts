@@ -15,12 +15,20 @@ import {
   paint,
   parseFlags,
   printTable,
-  RuntimeError,
   runMain,
+  RuntimeError,
   UsageError,
 } from "./_cli.ts";
-import { createFilledMap, measure, type Measurement, peerCanRead, runPeer, spread, VARIANTS } from "./_measure.ts";
-import { barChart, type Bar } from "./_svg.ts";
+import {
+  createFilledMap,
+  measure,
+  type Measurement,
+  peerCanRead,
+  runPeer,
+  spread,
+  VARIANTS,
+} from "./_measure.ts";
+import { type Bar, barChart } from "./_svg.ts";
 
 const USAGE =
   `usage: compare.ts [--pin PATH | --id N | --entries N [--type TYPE]] [--rounds R] [--chunk N] [--parallel N]
@@ -70,7 +78,9 @@ await runMain(USAGE, async () => {
   }
   const rounds = intFlag(flags.rounds, "rounds", 5, { max: 1000 });
   const chunk = intFlag(flags.chunk, "chunk", 4096, { max: 0xffff_ffff });
-  const ranges = intFlag(flags.parallel, "parallel", navigator.hardwareConcurrency, { max: 1 << 20 });
+  const ranges = intFlag(flags.parallel, "parallel", navigator.hardwareConcurrency, {
+    max: 1 << 20,
+  });
   const entries = intFlag(flags.entries, "entries", 1 << 20, { max: 0xffff_ffff });
   const typeName = flags.type ?? "hash";
   if (parseMapType(typeName) === undefined) throw new UsageError(`unknown --type "${typeName}"`);
@@ -78,11 +88,15 @@ await runMain(USAGE, async () => {
   const say = flags.json ? () => {} : (text: string) => console.error(text);
 
   if (fresh) say(`filling a fresh ${typeName} map of ${entries} entries`);
-  using map: BpfMap = fresh ? await createFilledMap(typeName as MapTypeName, entries) : openMap(flags, undefined);
+  using map: BpfMap = fresh
+    ? await createFilledMap(typeName as MapTypeName, entries)
+    : openMap(flags, undefined);
   let pin = flags.pin;
   let madePin = false;
   if (flags.peer !== undefined) {
-    if (!peerCanRead(map)) throw new RuntimeError(`the reference reads u32 keys and values: ${map.subject} has others`);
+    if (!peerCanRead(map)) {
+      throw new RuntimeError(`the reference reads u32 keys and values: ${map.subject} has others`);
+    }
     if (pin === undefined) {
       pin = `/sys/fs/bpf/deno-bpf-batch-compare-${Deno.pid}`;
       ensureBpffs(pin);
@@ -143,7 +157,8 @@ function report(
   const entries = measurements.find((m) => m.last)?.last?.distinct ?? 0;
   const perEntry = rows.find((r) => r.label.startsWith("per-entry") && r.seconds.length);
   const cBatch = rows.find((r) => r.label === "C reference batch");
-  const medianOf = (r: Row | undefined) => r && r.seconds.length ? spread(r.seconds).median : undefined;
+  const medianOf = (r: Row | undefined) =>
+    r && r.seconds.length ? spread(r.seconds).median : undefined;
   const base = medianOf(perEntry);
   const cBase = medianOf(cBatch);
 
@@ -171,11 +186,19 @@ function report(
     }
   } else {
     console.log(
-      `${map.subject}: ${map.typeName}, ${entries} entries, ${rows[0].seconds.length} rounds each, process peak RSS ${
-        bytes(peakRss() ?? 0)
-      }`,
+      `${map.subject}: ${map.typeName}, ${entries} entries, ${
+        rows[0].seconds.length
+      } rounds each, process peak RSS ${bytes(peakRss() ?? 0)}`,
     );
-    const head = ["method", "calls via", "median s", "min–max s", "ns/entry", "syscalls", "vs per-entry"];
+    const head = [
+      "method",
+      "calls via",
+      "median s",
+      "min–max s",
+      "ns/entry",
+      "syscalls",
+      "vs per-entry",
+    ];
     if (cBase) head.push("vs C batch");
     head.push("heap growth", "peak RSS");
     printTable(
@@ -193,7 +216,10 @@ function report(
           base ? `${(s.median / base).toFixed(3)}x` : "-",
         ];
         if (cBase) row.push(`${(s.median / cBase).toFixed(3)}x`);
-        row.push(r.heapGrowth === null ? "-" : bytes(r.heapGrowth), r.peakRss === null ? "-" : bytes(r.peakRss));
+        row.push(
+          r.heapGrowth === null ? "-" : bytes(r.heapGrowth),
+          r.peakRss === null ? "-" : bytes(r.peakRss),
+        );
         return row;
       }),
     );
@@ -206,7 +232,9 @@ function report(
     Deno.writeTextFileSync(
       flags.svg,
       barChart({
-        title: `Dumping a ${entries.toLocaleString("en")}-entry ${map.typeName} map: median seconds (min–max)`,
+        title: `Dumping a ${
+          entries.toLocaleString("en")
+        }-entry ${map.typeName} map: median seconds (min–max)`,
         unit: "s",
         bars,
       }),

@@ -7,7 +7,7 @@
  */
 
 import { MapType, type MapTypeName } from "../mod.ts";
-import { intFlag, parseFlags, RuntimeError, runMain, UsageError } from "./_cli.ts";
+import { intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 import { createFilledMap, measure, spread, type Variant, VARIANTS } from "./_measure.ts";
 import { barChart, lineChart, type Series } from "./_svg.ts";
 
@@ -55,12 +55,16 @@ async function sweepPoint(
   rounds: number,
 ): Promise<Point[]> {
   console.error(
-    `${setting.part}: ${setting.type}, ${setting.entries} entries${setting.chunk ? `, chunk ${setting.chunk}` : ""}${
-      setting.ranges ? `, ${setting.ranges} ranges` : ""
-    }`,
+    `${setting.part}: ${setting.type}, ${setting.entries} entries${
+      setting.chunk ? `, chunk ${setting.chunk}` : ""
+    }${setting.ranges ? `, ${setting.ranges} ranges` : ""}`,
   );
   using map = await createFilledMap(setting.type, setting.entries);
-  const measurements = await measure(map.info.id, variants, { rounds, chunk: setting.chunk, ranges: setting.ranges });
+  const measurements = await measure(map.info.id, variants, {
+    rounds,
+    chunk: setting.chunk,
+    ranges: setting.ranges,
+  });
   return measurements.filter((m) => m.last).map((m) => {
     const s = spread(m.seconds);
     const entries = m.last!.distinct;
@@ -92,7 +96,19 @@ function seriesOf(points: Point[], x: (p: Point) => number): Series[] {
 function toCsv(points: Point[]): string {
   const head = "part,type,entries,chunk,ranges,method,median_s,min_s,max_s,ns_per_entry,verified";
   const lines = points.map((p) =>
-    [p.part, p.type, p.entries, p.chunk, p.ranges, `"${p.method}"`, p.median, p.min, p.max, p.nsPerEntry.toFixed(2), p.verified]
+    [
+      p.part,
+      p.type,
+      p.entries,
+      p.chunk,
+      p.ranges,
+      `"${p.method}"`,
+      p.median,
+      p.min,
+      p.max,
+      p.nsPerEntry.toFixed(2),
+      p.verified,
+    ]
       .join(",")
   );
   return [head, ...lines].join("\n") + "\n";
@@ -111,7 +127,9 @@ await runMain(USAGE, async () => {
   const min = intFlag(flags.min, "min", 1000, { max: 0xffff_ffff });
   const max = intFlag(flags.max, "max", 10_000_000, { min, max: 0xffff_ffff });
   const rounds = intFlag(flags.rounds, "rounds", 3, { max: 100 });
-  const chunkEntries = intFlag(flags["chunk-entries"], "chunk-entries", 1 << 20, { max: 0xffff_ffff });
+  const chunkEntries = intFlag(flags["chunk-entries"], "chunk-entries", 1 << 20, {
+    max: 0xffff_ffff,
+  });
   const typeEntries = intFlag(flags["type-entries"], "type-entries", 100_000, { max: 0xffff_ffff });
   const parts = (flags.parts ?? PARTS.join(",")).split(",") as Part[];
   const unknown = parts.find((p) => !PARTS.includes(p));
@@ -121,14 +139,18 @@ await runMain(USAGE, async () => {
     Deno.mkdirSync(out, { recursive: true });
     Deno.writeTextFileSync(`${out}/sweep.csv`, "");
   } catch (e) {
-    throw new RuntimeError(`cannot write into --out "${out}": ${(e as Error).message.split(":")[0]}`);
+    throw new RuntimeError(
+      `cannot write into --out "${out}": ${(e as Error).message.split(":")[0]}`,
+    );
   }
 
   const points: Point[] = [];
   const charts: Record<string, string> = {};
   if (parts.includes("sizes")) {
     const found: Point[] = [];
-    for (const entries of sizes(min, max)) found.push(...await sweepPoint({ part: "sizes", type: "hash", entries }, VARIANTS, rounds));
+    for (const entries of sizes(min, max)) {
+      found.push(...await sweepPoint({ part: "sizes", type: "hash", entries }, VARIANTS, rounds));
+    }
     points.push(...found);
     charts.sizes = lineChart({
       title: "Time per entry by map size (hash map, u32 keys and values)",
@@ -140,10 +162,18 @@ await runMain(USAGE, async () => {
     });
   }
   if (parts.includes("chunks")) {
-    const batchVariants = VARIANTS.filter((v) => v.method === "parallel" || (v.method === "batch" && v.backend === "syscall"));
+    const batchVariants = VARIANTS.filter((v) =>
+      v.method === "parallel" || (v.method === "batch" && v.backend === "syscall")
+    );
     const found: Point[] = [];
     for (const chunk of CHUNKS) {
-      found.push(...await sweepPoint({ part: "chunks", type: "hash", entries: chunkEntries, chunk }, batchVariants, rounds));
+      found.push(
+        ...await sweepPoint(
+          { part: "chunks", type: "hash", entries: chunkEntries, chunk },
+          batchVariants,
+          rounds,
+        ),
+      );
     }
     points.push(...found);
     charts.chunks = lineChart({
@@ -158,13 +188,19 @@ await runMain(USAGE, async () => {
   if (parts.includes("types")) {
     const found: Point[] = [];
     for (const type of Object.keys(MapType) as MapTypeName[]) {
-      found.push(...await sweepPoint({ part: "types", type, entries: typeEntries }, VARIANTS, rounds));
+      found.push(
+        ...await sweepPoint({ part: "types", type, entries: typeEntries }, VARIANTS, rounds),
+      );
     }
     points.push(...found);
     charts.types = barChart({
       title: `Time per entry by map type (${typeEntries.toLocaleString("en")} entries)`,
       unit: "ns/entry",
-      bars: found.map((p) => ({ label: `${p.type}: ${p.method}`, value: p.nsPerEntry, group: p.method })),
+      bars: found.map((p) => ({
+        label: `${p.type}: ${p.method}`,
+        value: p.nsPerEntry,
+        group: p.method,
+      })),
       logScale: true,
     });
   }
@@ -172,11 +208,19 @@ await runMain(USAGE, async () => {
     const parallel = VARIANTS.filter((v) => v.method === "parallel");
     const found: Point[] = [];
     for (const ranges of RANGES) {
-      found.push(...await sweepPoint({ part: "parallel", type: "hash", entries: chunkEntries, ranges }, parallel, rounds));
+      found.push(
+        ...await sweepPoint(
+          { part: "parallel", type: "hash", entries: chunkEntries, ranges },
+          parallel,
+          rounds,
+        ),
+      );
     }
     points.push(...found);
     charts.parallel = lineChart({
-      title: `Parallel batch dump by range count (${chunkEntries.toLocaleString("en")}-entry hash map, ${navigator.hardwareConcurrency} CPUs)`,
+      title: `Parallel batch dump by range count (${
+        chunkEntries.toLocaleString("en")
+      }-entry hash map, ${navigator.hardwareConcurrency} CPUs)`,
       xLabel: "ranges walked at once",
       yLabel: "ns per entry",
       series: seriesOf(found, (p) => p.ranges),
@@ -184,8 +228,16 @@ await runMain(USAGE, async () => {
     });
   }
   Deno.writeTextFileSync(`${out}/sweep.csv`, toCsv(points));
-  for (const [name, svg] of Object.entries(charts)) Deno.writeTextFileSync(`${out}/${name}.svg`, svg);
-  console.log(`wrote ${out}/sweep.csv and ${Object.keys(charts).map((n) => `${out}/${n}.svg`).join(", ")}`);
+  for (const [name, svg] of Object.entries(charts)) {
+    Deno.writeTextFileSync(`${out}/${name}.svg`, svg);
+  }
+  console.log(
+    `wrote ${out}/sweep.csv and ${Object.keys(charts).map((n) => `${out}/${n}.svg`).join(", ")}`,
+  );
   const bad = points.find((p) => !p.verified);
-  if (bad) throw new RuntimeError(`${bad.method} at ${bad.entries} entries (${bad.part}): dump not verified`);
+  if (bad) {
+    throw new RuntimeError(
+      `${bad.method} at ${bad.entries} entries (${bad.part}): dump not verified`,
+    );
+  }
 });
