@@ -41,7 +41,12 @@ export {
   type DumpResult,
   methodBackend,
 } from "./ffi/dump.ts";
-export { cursorSpace, forEachBatchParallel, type ParallelOptions } from "./ffi/parallel.ts";
+export {
+  cursorSpace,
+  forEachBatchParallel,
+  type ParallelOptions,
+  ParallelPool,
+} from "./ffi/parallel.ts";
 export { MapIterator } from "./ffi/iter.ts";
 export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
 export { kernelEntryCount } from "./ffi/count.ts";

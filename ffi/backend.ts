@@ -26,8 +26,8 @@ export type BatchCommandName =
   | "update"
   | "delete";
 
-/** A prepared element call: runs on the buffers it was prepared with; returns 0 or `-errno`. */
-export type ElemCall = (flags: bigint) => number;
+/** A prepared element call: runs on the buffers and flags it was prepared with; returns 0 or `-errno`. */
+export type ElemCall = () => number;
 
 /** The buffers a batch call works on; the backend keeps them referenced while the call lives. */
 export interface BatchBuffers {
@@ -59,12 +59,17 @@ export interface Backend {
   readonly name: BackendName;
   /** `BPF_MAP_CREATE`: returns the new fd or `-errno`. */
   createMap(attr: MapCreateAttr): number;
-  /** Prepares an element command on `key` and `value` (`next_key` for `nextKey`; `null` key starts). */
+  /**
+   * Prepares an element command on `key` and `value` (`next_key` for `nextKey`; a `null`
+   * key starts the walk) with `flags` (update flags). The buffers must be owned
+   * (`ownedBytes`): the call passes their addresses and keeps them referenced.
+   */
   elem(
     command: ElemCommandName,
     fd: number,
     key: Uint8Array | null,
     value: Uint8Array | null,
+    flags?: bigint,
   ): ElemCall;
   /** Prepares a batch command on `buffers`. */
   batch(

@@ -8,7 +8,7 @@
 import { cpuTimes } from "./libc.ts";
 import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
-import { forEachBatchParallel } from "./parallel.ts";
+import { forEachBatchParallel, ParallelPool } from "./parallel.ts";
 import { peakRss } from "./system.ts";
 import { KeySet } from "./verify.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
@@ -26,7 +26,7 @@ export type DumpMethod = typeof DUMP_METHODS[number];
 export function methodBackend(method: DumpMethod, map: BpfMap): string {
   switch (method) {
     case "parallel":
-      return "libbpf nonblocking";
+      return `${map.backend} in workers`;
     case "iter":
       return "bpf_iter + read";
     default:
@@ -44,6 +44,8 @@ export interface DumpOptions {
   ranges?: number;
   /** An iterator already attached to the map, for `iter` (else one is attached, untimed, and closed). */
   iterator?: MapIterator;
+  /** Workers already started, for `parallel` (else a pool is started, untimed, and stopped). */
+  pool?: ParallelPool;
   /**
    * The number of entries the map holds, if known from elsewhere (the kernel's element
    * count, or `maxEntries` for arrays); a dump that saw another number of distinct keys is
@@ -140,7 +142,11 @@ async function walk(
         seedCompat: { maxCalls: Math.floor(map.info.maxEntries / chunk) },
       });
     case "parallel":
-      return await forEachBatchParallel(map, addBatch, { chunk, ranges: options.ranges });
+      return await forEachBatchParallel(map, addBatch, {
+        chunk,
+        ranges: options.ranges,
+        pool: options.pool,
+      });
     case "iter":
       return options.iterator!.forEachBatch(addBatch);
   }
@@ -161,6 +167,11 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   const method = options.method ?? "batch";
   const setupStart = performance.now();
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
+  const started = method === "parallel" && !options.pool
+    ? await ParallelPool.start(
+      Math.min(options.ranges ?? navigator.hardwareConcurrency, navigator.hardwareConcurrency),
+    )
+    : undefined;
   const setupSeconds = (performance.now() - setupStart) / 1000;
   try {
     const keys = new KeySet(map.keySize);
@@ -170,6 +181,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     const stats = await walk(map, method, keys, {
       ...options,
       iterator: options.iterator ?? attached,
+      pool: options.pool ?? started,
     });
     const seconds = (performance.now() - t0) / 1000;
     const cpuEnd = cpuTimes();
@@ -193,5 +205,6 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     };
   } finally {
     attached?.close();
+    started?.close();
   }
 }

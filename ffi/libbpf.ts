@@ -6,7 +6,12 @@
  * @module
  */
 
-/** The libbpf symbols the toolkit calls. */
+/**
+ * The libbpf symbols the toolkit calls. The element functions take pointers rather than
+ * buffers: they run twice per entry in per-entry dumps, and a pointer argument costs about
+ * 30 ns less per call; their callers pass addresses of owned buffers that they keep
+ * referenced (see `libbpf_backend.ts`).
+ */
 import { readEnv } from "./env.ts";
 
 const LIBBPF_SYMBOLS = {
@@ -25,25 +30,16 @@ const LIBBPF_SYMBOLS = {
   bpf_map_lookup_elem: {
     parameters: [
       "i32", // int fd
-      "buffer", // const void *key
-      "buffer", // void *value
-    ],
-    result: "i32",
-  },
-  bpf_map_lookup_elem_flags: {
-    parameters: [
-      "i32", // int fd
-      "buffer", // const void *key
-      "buffer", // void *value
-      "u64", // __u64 flags
+      "pointer", // const void *key
+      "pointer", // void *value
     ],
     result: "i32",
   },
   bpf_map_update_elem: {
     parameters: [
       "i32", // int fd
-      "buffer", // const void *key
-      "buffer", // const void *value
+      "pointer", // const void *key
+      "pointer", // const void *value
       "u64", // __u64 flags
     ],
     result: "i32",
@@ -51,15 +47,15 @@ const LIBBPF_SYMBOLS = {
   bpf_map_delete_elem: {
     parameters: [
       "i32", // int fd
-      "buffer", // const void *key
+      "pointer", // const void *key
     ],
     result: "i32",
   },
   bpf_map_get_next_key: {
     parameters: [
       "i32", // int fd
-      "buffer", // const void *key
-      "buffer", // void *next_key
+      "pointer", // const void *key
+      "pointer", // void *next_key
     ],
     result: "i32",
   },
@@ -74,20 +70,6 @@ const LIBBPF_SYMBOLS = {
       "buffer", // const struct bpf_map_batch_opts *opts
     ],
     result: "i32",
-  },
-  bpf_map_lookup_batch_nonblocking: {
-    name: "bpf_map_lookup_batch",
-    parameters: [
-      "i32", // int fd
-      "buffer", // void *in_batch
-      "buffer", // void *out_batch
-      "buffer", // void *keys
-      "buffer", // void *values
-      "buffer", // __u32 *count
-      "buffer", // const struct bpf_map_batch_opts *opts
-    ],
-    result: "i32",
-    nonblocking: true, // runs on a thread of its own; returns -errno, so errno is not needed
   },
   bpf_map_lookup_and_delete_batch: {
     parameters: [

@@ -26,6 +26,55 @@ import {
 import { cString } from "./libc.ts";
 import { type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
 
+/** An element call on owned buffers, passed by address; the buffers are held here. */
+class PreparedElem {
+  readonly #lib: LibbpfSymbols;
+  readonly #command: ElemCommandName;
+  readonly #fd: number;
+  readonly #flags: bigint;
+  // Held so that the memory the pointers address stays alive.
+  readonly #key: Uint8Array | null;
+  readonly #value: Uint8Array | null;
+  readonly #keyPointer: Deno.PointerValue;
+  readonly #valuePointer: Deno.PointerValue;
+
+  constructor(
+    lib: LibbpfSymbols,
+    command: ElemCommandName,
+    fd: number,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+    flags: bigint,
+  ) {
+    this.#lib = lib;
+    this.#command = command;
+    this.#fd = fd;
+    this.#flags = flags;
+    this.#key = key;
+    this.#value = value;
+    this.#keyPointer = this.#key && Deno.UnsafePointer.of(this.#key);
+    this.#valuePointer = this.#value && Deno.UnsafePointer.of(this.#value);
+  }
+
+  run(): number {
+    switch (this.#command) {
+      case "lookup":
+        return this.#lib.bpf_map_lookup_elem(this.#fd, this.#keyPointer, this.#valuePointer);
+      case "update":
+        return this.#lib.bpf_map_update_elem(
+          this.#fd,
+          this.#keyPointer,
+          this.#valuePointer,
+          this.#flags,
+        );
+      case "delete":
+        return this.#lib.bpf_map_delete_elem(this.#fd, this.#keyPointer);
+      case "nextKey":
+        return this.#lib.bpf_map_get_next_key(this.#fd, this.#keyPointer, this.#valuePointer);
+    }
+  }
+}
+
 class PreparedBatch implements BatchCall {
   readonly #lib: LibbpfSymbols;
   readonly #command: BatchCommandName;
@@ -131,21 +180,10 @@ export class LibbpfBackend implements Backend {
     fd: number,
     key: Uint8Array | null,
     value: Uint8Array | null,
+    flags = 0n,
   ): ElemCall {
-    const lib = this.#lib;
-    switch (command) {
-      case "lookup":
-        return (flags) =>
-          flags === 0n
-            ? lib.bpf_map_lookup_elem(fd, key, value)
-            : lib.bpf_map_lookup_elem_flags(fd, key, value, flags);
-      case "update":
-        return (flags) => lib.bpf_map_update_elem(fd, key, value, flags);
-      case "delete":
-        return () => lib.bpf_map_delete_elem(fd, key);
-      case "nextKey":
-        return () => lib.bpf_map_get_next_key(fd, key, value);
-    }
+    const call = new PreparedElem(this.#lib, command, fd, key, value, flags);
+    return call.run.bind(call);
   }
 
   batch(

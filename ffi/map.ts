@@ -192,7 +192,8 @@ export class BpfMap implements Disposable {
   readonly #nextKey: Uint8Array;
   #calls?: {
     lookup: ElemCall;
-    update: ElemCall;
+    /** One update call per flag (`ANY`, `NOEXIST`, `EXIST`). */
+    update: ElemCall[];
     delete: ElemCall;
     nextKey: ElemCall;
     first: ElemCall;
@@ -372,7 +373,9 @@ export class BpfMap implements Disposable {
     const b = this.#backend;
     return this.#calls ??= {
       lookup: b.elem("lookup", fd, this.#key, this.#value),
-      update: b.elem("update", fd, this.#key, this.#value),
+      update: Object.values(UpdateFlag).map((flag) =>
+        b.elem("update", fd, this.#key, this.#value, BigInt(flag))
+      ),
       delete: b.elem("delete", fd, this.#key, null),
       nextKey: b.elem("nextKey", fd, this.#key, this.#nextKey),
       first: b.elem("nextKey", fd, null, this.#nextKey),
@@ -401,7 +404,7 @@ export class BpfMap implements Disposable {
   /** Looks a key up; returns the value (a copy, or `out` filled), or `undefined` when absent. */
   lookup(key: Uint8Array, out?: Uint8Array): Uint8Array | undefined {
     this.#setKey(key);
-    const result = this.#elemCalls().lookup(0n);
+    const result = this.#elemCalls().lookup();
     if (result === -Errno.ENOENT) return undefined;
     check(result, BpfCommand.MAP_LOOKUP_ELEM, { subject: this.subject });
     if (!out) return this.#value.slice();
@@ -415,9 +418,15 @@ export class BpfMap implements Disposable {
     value: Uint8Array,
     flag: UpdateFlag = UpdateFlag.ANY,
   ): void {
+    const call = this.#elemCalls().update[flag];
+    if (!call) {
+      throw new BpfArgumentError(
+        `Unknown update flag "${flag}": use UpdateFlag.ANY, NOEXIST or EXIST`,
+      );
+    }
     this.#setKey(key);
     this.#setValue(value);
-    const result = this.#elemCalls().update(BigInt(flag));
+    const result = call();
     check(result, BpfCommand.MAP_UPDATE_ELEM, {
       subject: this.subject,
       hint: result === -Errno.EEXIST
@@ -435,7 +444,7 @@ export class BpfMap implements Disposable {
   /** Deletes a key; returns false when it was not there. */
   delete(key: Uint8Array): boolean {
     this.#setKey(key);
-    const result = this.#elemCalls().delete(0n);
+    const result = this.#elemCalls().delete();
     if (result === -Errno.ENOENT) return false;
     check(result, BpfCommand.MAP_DELETE_ELEM, {
       subject: this.subject,
@@ -449,10 +458,10 @@ export class BpfMap implements Disposable {
     const calls = this.#elemCalls();
     let result: number;
     if (key === null) {
-      result = calls.first(0n);
+      result = calls.first();
     } else {
       this.#setKey(key);
-      result = calls.nextKey(0n);
+      result = calls.nextKey();
     }
     if (result === -Errno.ENOENT) return undefined;
     check(result, BpfCommand.MAP_GET_NEXT_KEY, { subject: this.subject });

@@ -65,7 +65,7 @@ function sysBpf(): bigint {
 }
 
 /** Issues one `bpf(2)` command; returns its result or `-errno`. */
-function bpf(command: bigint, attr: Uint8Array, size: bigint): number {
+function bpf(command: bigint, attr: Deno.PointerValue, size: bigint): number {
   const result = Number(libcSymbols().syscall(SYS, command, attr, size));
   return result < 0 ? -errno() : result;
 }
@@ -81,13 +81,15 @@ function oneOff(
   const attr = ownedBytes(size);
   const view = new DataView(attr.buffer);
   fill(view);
-  return [bpf(BigInt(command), attr, BigInt(size)), view];
+  const result = bpf(BigInt(command), Deno.UnsafePointer.of(attr), BigInt(size));
+  keepAlive(attr);
+  return [result, view];
 }
 
 class PreparedElem {
   readonly #command: bigint;
   readonly #attr: Uint8Array;
-  readonly #view: DataView;
+  readonly #attrPointer: Deno.PointerValue;
   // Referenced only to keep the memory the attr points into alive.
   readonly #key: Uint8Array | null;
   readonly #value: Uint8Array | null;
@@ -97,29 +99,30 @@ class PreparedElem {
     fd: number,
     key: Uint8Array | null,
     value: Uint8Array | null,
+    flags: bigint,
   ) {
     this.#command = command;
     this.#key = key;
     this.#value = value;
     this.#attr = ownedBytes(Number(ELEM_SIZE));
-    this.#view = new DataView(this.#attr.buffer);
-    encodeElem(this.#view, {
+    this.#attrPointer = Deno.UnsafePointer.of(this.#attr);
+    encodeElem(new DataView(this.#attr.buffer), {
       mapFd: fd,
       key: this.#key ? addressOf(this.#key) : 0n,
       value: this.#value ? addressOf(this.#value) : 0n,
-      flags: 0n,
+      flags,
     });
   }
 
-  run(flags: bigint): number {
-    this.#view.setBigUint64(ELEM_ATTR.fields.flags.offset, flags, true);
-    return bpf(this.#command, this.#attr, ELEM_SIZE);
+  run(): number {
+    return bpf(this.#command, this.#attrPointer, ELEM_SIZE);
   }
 }
 
 class PreparedBatch implements BatchCall {
   readonly #command: bigint;
   readonly #attr: Uint8Array;
+  readonly #attrPointer: Deno.PointerValue;
   readonly #view: DataView;
   readonly #buffers: BatchBuffers;
   readonly #inBatch: bigint;
@@ -128,6 +131,7 @@ class PreparedBatch implements BatchCall {
     this.#command = command;
     this.#buffers = buffers;
     this.#attr = ownedBytes(Number(BATCH_SIZE));
+    this.#attrPointer = Deno.UnsafePointer.of(this.#attr);
     this.#view = new DataView(this.#attr.buffer);
     this.#inBatch = addressOf(this.#buffers.inBatch);
     encodeBatch(this.#view, {
@@ -150,7 +154,7 @@ class PreparedBatch implements BatchCall {
     );
     this.#view.setUint32(f.count.offset, count, true);
     this.#view.setBigUint64(f.elemFlags.offset, elemFlags, true);
-    return bpf(this.#command, this.#attr, BATCH_SIZE);
+    return bpf(this.#command, this.#attrPointer, BATCH_SIZE);
   }
 
   done(): number {
@@ -180,8 +184,9 @@ export class SyscallBackend implements Backend {
     fd: number,
     key: Uint8Array | null,
     value: Uint8Array | null,
+    flags = 0n,
   ): ElemCall {
-    const call = new PreparedElem(ELEM_COMMANDS[command], fd, key, value);
+    const call = new PreparedElem(ELEM_COMMANDS[command], fd, key, value, flags);
     return call.run.bind(call);
   }
 

@@ -70,19 +70,19 @@ export class EntryWalker {
   next(): boolean {
     while (!this.#finished) {
       const from = this.#current;
-      const found = from < 0 ? this.#first(0n) : this.#nextFrom[from](0n);
+      const found = from < 0 ? this.#first() : this.#nextFrom[from]();
       this.syscalls++;
       if (found === -Errno.ENOENT) {
         this.#finished = true;
         return false;
       }
-      check(found, BpfCommand.MAP_GET_NEXT_KEY, { subject: this.#subject });
+      if (found < 0) check(found, BpfCommand.MAP_GET_NEXT_KEY, { subject: this.#subject });
       const slot = from < 0 ? 0 : 1 - from;
       this.#current = slot;
-      const looked = this.#lookup[slot](0n);
+      const looked = this.#lookup[slot]();
       this.syscalls++;
       if (looked === -Errno.ENOENT) continue; // deleted since GET_NEXT_KEY returned it
-      check(looked, BpfCommand.MAP_LOOKUP_ELEM, { subject: this.#subject });
+      if (looked < 0) check(looked, BpfCommand.MAP_LOOKUP_ELEM, { subject: this.#subject });
       this.key = this.#keys[slot];
       return true;
     }
@@ -102,6 +102,25 @@ export interface BatchOptions {
    * after `maxCalls` calls. For demonstrating the flaw only.
    */
   seedCompat?: { maxCalls: number };
+  /**
+   * Walks one range of the cursor space only (for the parallel dump). Hash maps start at
+   * bucket `start` and stop once `out_batch` reaches `end`; the last call is `crossed` when
+   * it may hold entries of buckets past `end` (`out_batch > end`, or the end of the map).
+   * Arrays resume after key `start - 1` and never ask for keys past `end - 1`.
+   */
+  range?: BatchRange;
+  /** Gives every batch fresh buffers, so that its views stay valid (and transferable) after the next call. */
+  handOff?: boolean;
+}
+
+/** A range of cursor positions: buckets `[start, end)` of a hash map, or keys of an array. */
+export interface BatchRange {
+  /** First bucket or key. */
+  start: number;
+  /** One past the last bucket or key. */
+  end: number;
+  /** Whether the cursor is an array key (else a hash bucket index). */
+  array: boolean;
 }
 
 /** The command number of each batch command name, for errors. */
@@ -138,6 +157,8 @@ export class BatchWalker {
   batches = 0;
   /** The chunk in use (it grows on `ENOSPC`). */
   chunk: number;
+  /** Whether the current batch may hold entries past the range's end (range walks of hash maps). */
+  crossed = false;
   readonly #target: WalkTarget;
   readonly #command: BatchCommandName;
   readonly #inBatch: Uint8Array;
@@ -148,6 +169,8 @@ export class BatchWalker {
   #fromStart = true;
   #finished = false;
   readonly #seedCompat: { maxCalls: number } | undefined;
+  readonly #range: BatchRange | undefined;
+  readonly #handOff: boolean;
 
   constructor(target: WalkTarget, options: BatchOptions = {}) {
     this.#target = target;
@@ -163,6 +186,19 @@ export class BatchWalker {
       1,
       Math.min(options.chunk ?? DEFAULT_CHUNK, Math.max(target.maxEntries, 1)),
     );
+    this.#range = options.range;
+    this.#handOff = options.handOff ?? false;
+    if (this.#range) {
+      if (this.#range.array) {
+        this.chunk = Math.min(this.chunk, Math.max(this.#range.end - this.#range.start, 1));
+      }
+      // Hash maps start at bucket `start`; arrays resume after key `start - 1`.
+      const first = this.#range.array ? this.#range.start - 1 : this.#range.start;
+      if (first >= 0) {
+        new DataView(this.#inBatch.buffer).setUint32(0, first, true);
+        this.#fromStart = false;
+      }
+    }
     this.#allocate(this.chunk);
     this.keys = this.#keyBuffer.subarray(0, 0);
     this.values = this.#valueBuffer.subarray(0, 0);
@@ -180,12 +216,28 @@ export class BatchWalker {
     });
   }
 
+  /** The cursor `in_batch` holds, as a u32 (bucket index or key). */
+  #cursor(buffer: Uint8Array): number {
+    return new DataView(buffer.buffer).getUint32(0, true);
+  }
+
+  /** How many entries the next call may ask for: the chunk, or what is left of an array range. */
+  #ask(): number {
+    const range = this.#range;
+    if (!range?.array) return this.chunk;
+    const nextKey = this.#fromStart ? range.start : this.#cursor(this.#inBatch) + 1;
+    return Math.min(this.chunk, range.end - nextKey);
+  }
+
   /** Fetches the next batch; false when the walk is over. */
   next(): boolean {
     const t = this.#target;
+    if (this.#handOff && this.count > 0) this.#allocate(this.chunk);
     while (!this.#finished) {
       if (this.#seedCompat && this.syscalls >= this.#seedCompat.maxCalls) break;
-      const result = this.#call.run(this.chunk, this.#fromStart, 0n);
+      const ask = this.#ask();
+      if (ask <= 0) break;
+      const result = this.#call.run(ask, this.#fromStart, 0n);
       this.syscalls++;
       const count = this.#call.done();
       if (result === -Errno.ENOSPC && count === 0) {
@@ -208,6 +260,11 @@ export class BatchWalker {
         this.#inBatch.set(this.#outBatch);
         this.#fromStart = false;
       }
+      if (this.#range && !this.#range.array) {
+        const out = this.#cursor(this.#outBatch);
+        this.crossed = this.#finished || out > this.#range.end;
+        if (out >= this.#range.end) this.#finished = true;
+      }
       if (count === 0) continue;
       this.count = count;
       this.batches++;
@@ -215,6 +272,7 @@ export class BatchWalker {
       this.values = this.#valueBuffer.subarray(0, count * t.valueBytes);
       return true;
     }
+    this.#finished = true;
     this.count = 0;
     return false;
   }

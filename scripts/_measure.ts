@@ -18,6 +18,7 @@ import {
   kernelEntryCount,
   MapIterator,
   type MapTypeName,
+  ParallelPool,
   peakRss,
 } from "../mod.ts";
 import { resetPeakRss } from "../ffi/system.ts";
@@ -39,7 +40,8 @@ export const VARIANTS: readonly Variant[] = [
   { method: "normal", backend: "libbpf", label: "per-entry / libbpf" },
   { method: "batch", backend: "syscall", label: "batch / syscall" },
   { method: "batch", backend: "libbpf", label: "batch / libbpf" },
-  { method: "parallel", backend: "libbpf", label: "parallel batch" },
+  { method: "parallel", backend: "syscall", label: "parallel batch / syscall" },
+  { method: "parallel", backend: "libbpf", label: "parallel batch / libbpf" },
   { method: "iter", backend: "libbpf", label: "bpf_iter" },
 ];
 
@@ -101,6 +103,7 @@ export async function measure(
     return map;
   };
   const iterators = new Map<BpfMap, MapIterator>();
+  let pool: ParallelPool | undefined;
   const results: Measurement[] = variants.map((variant) => ({
     variant,
     seconds: [],
@@ -124,6 +127,14 @@ export async function measure(
             iterator = iterators.get(map) ?? MapIterator.attach(map);
             iterators.set(map, iterator);
           }
+          if (variant.method === "parallel") {
+            pool ??= await ParallelPool.start(
+              Math.min(
+                options.ranges ?? navigator.hardwareConcurrency,
+                navigator.hardwareConcurrency,
+              ),
+            );
+          }
           const heapBefore = heapAfterGc();
           resetPeakRss();
           const result = await dumpMap(map, {
@@ -132,6 +143,7 @@ export async function measure(
             ranges: options.ranges,
             expected,
             iterator,
+            pool,
           });
           const heapAfter = heapAfterGc();
           measurement.seconds.push(result.seconds);
@@ -154,6 +166,7 @@ export async function measure(
     }
   } finally {
     for (const iterator of iterators.values()) iterator.close();
+    pool?.close();
     for (const map of maps.values()) map.close();
   }
   return results;
