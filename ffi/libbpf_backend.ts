@@ -107,7 +107,11 @@ class PreparedBatch implements BatchCall {
     const b = this.#buffers;
     switch (this.#command) {
       case "lookup":
-        return this.#lib.bpf_map_lookup_batch(
+      case "lookupAndDelete": {
+        const lookup = this.#command === "lookup"
+          ? this.#lib.bpf_map_lookup_batch
+          : this.#lib.bpf_map_lookup_and_delete_batch;
+        return lookup(
           this.#fd,
           fromStart ? null : b.inBatch,
           b.outBatch,
@@ -116,16 +120,7 @@ class PreparedBatch implements BatchCall {
           this.#count,
           this.#opts,
         );
-      case "lookupAndDelete":
-        return this.#lib.bpf_map_lookup_and_delete_batch(
-          this.#fd,
-          fromStart ? null : b.inBatch,
-          b.outBatch,
-          b.keys,
-          b.values,
-          this.#count,
-          this.#opts,
-        );
+      }
       case "update":
         return this.#lib.bpf_map_update_batch(
           this.#fd,
