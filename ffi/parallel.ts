@@ -49,6 +49,22 @@ function splitRanges(space: number, ranges: number): [number, number][] {
   ]);
 }
 
+const WORKER_MODULE = new URL("./_parallel_worker.ts", import.meta.url);
+
+/**
+ * Workers load their modules at run time, which Deno allows only with read access to them:
+ * say so plainly rather than let a worker fail to start.
+ */
+function requireWorkerAccess(): void {
+  if (WORKER_MODULE.protocol !== "file:") return;
+  const folder = new URL(".", WORKER_MODULE).pathname.replace(/\/$/, "");
+  if (Deno.permissions.querySync({ name: "read", path: folder }).state !== "granted") {
+    throw new Error(
+      `The parallel dump runs Workers, which need read access to "${folder}": add --allow-read=${folder} (the deno tasks grant it)`,
+    );
+  }
+}
+
 /**
  * Workers that walk map ranges. Starting one takes tens of milliseconds; keep a pool for
  * repeated dumps. `close()` (or `using`) stops the workers.
@@ -76,9 +92,10 @@ export class ParallelPool implements Disposable {
         `Invalid pool size "${size}": expected a whole number of at least 1`,
       );
     }
+    requireWorkerAccess();
     const workers = Array.from(
       { length: size },
-      () => new Worker(new URL("./_parallel_worker.ts", import.meta.url), { type: "module" }),
+      () => new Worker(WORKER_MODULE, { type: "module" }),
     );
     await Promise.all(workers.map((worker) =>
       new Promise<void>((resolve, reject) => {

@@ -7,7 +7,7 @@
 
 import type { UpdateFlag } from "./constants.ts";
 import { BpfArgumentError } from "./errors.ts";
-import type { BpfMap, WalkStats } from "./map.ts";
+import type { BatchView, BpfMap, WalkStats } from "./map.ts";
 
 /** Encodes values of `T` into `size` bytes and back (little-endian, as the kernel stores them on x86_64 and arm64). */
 export interface Codec<T> {
@@ -100,31 +100,27 @@ export class TypedMap<K, V> {
     return this.#map.delete(this.#encodeKey(key));
   }
 
-  /** Yields decoded `[key, value]` pairs (first CPU's value for per-CPU maps), in batches. */
-  *entries(chunk?: number): Generator<[K, V]> {
+  /** Decodes entry `i` of a batch. */
+  #decode(batch: BatchView, i: number): [K, V] {
     const k = this.#map.keySize;
     const v = this.#map.valueBytes;
+    return [
+      this.#key.decode(batch.keys.subarray(i * k, (i + 1) * k)),
+      this.#value.decode(batch.values.subarray(i * v, (i + 1) * v)),
+    ];
+  }
+
+  /** Yields decoded `[key, value]` pairs (first CPU's value for per-CPU maps), in batches. */
+  *entries(chunk?: number): Generator<[K, V]> {
     for (const batch of this.#map.batches({ chunk })) {
-      for (let i = 0; i < batch.count; i++) {
-        yield [
-          this.#key.decode(batch.keys.subarray(i * k, (i + 1) * k)),
-          this.#value.decode(batch.values.subarray(i * v, (i + 1) * v)),
-        ];
-      }
+      for (let i = 0; i < batch.count; i++) yield this.#decode(batch, i);
     }
   }
 
   /** Visits decoded pairs; returns the walk's statistics. */
   forEach(visit: (key: K, value: V) => void, chunk?: number): WalkStats {
-    const k = this.#map.keySize;
-    const v = this.#map.valueBytes;
     return this.#map.forEachBatch((batch) => {
-      for (let i = 0; i < batch.count; i++) {
-        visit(
-          this.#key.decode(batch.keys.subarray(i * k, (i + 1) * k)),
-          this.#value.decode(batch.values.subarray(i * v, (i + 1) * v)),
-        );
-      }
+      for (let i = 0; i < batch.count; i++) visit(...this.#decode(batch, i));
     }, { chunk });
   }
 }
