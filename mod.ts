@@ -42,6 +42,7 @@ export {
   methodBackend,
 } from "./ffi/dump.ts";
 export {
+  checkRanges,
   cursorSpace,
   forEachBatchParallel,
   type ParallelOptions,

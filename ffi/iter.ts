@@ -79,7 +79,7 @@ export class MapIterator implements Disposable {
   }
 
   /** Loads the dump program with `map`'s key and value sizes and attaches it to `map`. */
-  static attach(map: BpfMap, objectPath = builtObjectPath("dump_iter.bpf.o")): MapIterator {
+  static attach(map: BpfMap, objectPath: string = builtObjectPath("dump_iter.bpf.o")): MapIterator {
     if (map.keySize + map.valueBytes > MAX_RECORD) {
       throw new BpfArgumentError(
         `Records of ${

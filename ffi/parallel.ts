@@ -122,7 +122,8 @@ export class ParallelPool implements Disposable {
     return new Promise((resolve, reject) => {
       const handle = (event: MessageEvent<RangeMessage>) => {
         const message = event.data;
-        if (message.job !== job) return;
+        // After a failure the workers still finish their ranges: drop what they send.
+        if (message.job !== job || open < 0) return;
         try {
           onMessage(message);
         } catch (e) {
@@ -179,6 +180,25 @@ function countBeforeMarker(batch: BatchView, keySize: number, marker: Uint8Array
 }
 
 /**
+ * Checks that `ranges` can split `map`'s cursor space (at least one position per range);
+ * returns the number of positions. Throws `BpfArgumentError` otherwise.
+ */
+export function checkRanges(map: BpfMap, ranges: number): number {
+  const space = cursorSpace(map);
+  if (!Number.isInteger(ranges) || ranges < 1) {
+    throw new BpfArgumentError(`Invalid ranges "${ranges}": expected a whole number of at least 1`);
+  }
+  if (ranges > space) {
+    throw new BpfArgumentError(
+      `${ranges} ranges for ${map.subject}: it has only ${space} ${
+        isArray(map.info.type) ? "keys" : "buckets"
+      } to split`,
+    );
+  }
+  return space;
+}
+
+/**
  * Reads every entry of `map` over disjoint ranges at once, calling `visit` with each batch
  * as it arrives (its views stay valid; batches of different ranges interleave). Every map
  * type that supports LOOKUP_BATCH, on either backend.
@@ -195,18 +215,8 @@ export async function forEachBatchParallel(
   visit: (batch: BatchView, range: number) => void,
   options: ParallelOptions = {},
 ): Promise<WalkStats> {
-  const space = cursorSpace(map);
   const ranges = options.ranges ?? options.pool?.size ?? navigator.hardwareConcurrency;
-  if (!Number.isInteger(ranges) || ranges < 1) {
-    throw new BpfArgumentError(`Invalid ranges "${ranges}": expected a whole number of at least 1`);
-  }
-  if (ranges > space) {
-    throw new BpfArgumentError(
-      `${ranges} ranges for ${map.subject}: it has only ${space} ${
-        isArray(map.info.type) ? "keys" : "buckets"
-      } to split`,
-    );
-  }
+  const space = checkRanges(map, ranges);
   const chunk = options.chunk ?? DEFAULT_CHUNK;
   if (!Number.isInteger(chunk) || chunk < 1) throw new BpfArgumentError(`Invalid chunk "${chunk}"`);
   const array = isArray(map.info.type);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BpfMap, type MapTypeName, parseMapType, peakRss } from "../mod.ts";
+import { type BpfMap, checkRanges, type MapTypeName, parseMapType, peakRss } from "../mod.ts";
 import { ensureBpffs, pathExists } from "../ffi/system.ts";
 import { unlinkPath } from "../ffi/libc.ts";
 import {
@@ -53,7 +53,7 @@ interface Row {
 
 function checkWritable(path: string): void {
   try {
-    Deno.writeTextFileSync(path, "");
+    Deno.writeTextFileSync(path, "", { append: true });
   } catch (e) {
     throw new RuntimeError(`cannot write --svg "${path}": ${(e as Error).message.split(":")[0]}`);
   }
@@ -91,6 +91,7 @@ await runMain(USAGE, async () => {
   using map: BpfMap = fresh
     ? await createFilledMap(typeName as MapTypeName, entries)
     : openMap(flags, undefined);
+  checkRanges(map, ranges);
   let pin = flags.pin;
   let madePin = false;
   if (flags.peer !== undefined) {

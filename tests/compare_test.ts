@@ -1,0 +1,284 @@
+/**
+ * End-to-end tests of `compare.ts`, `sweep.ts`, the parallel `batch.ts` and `iter.ts`, run
+ * with exactly the permissions their deno tasks grant (read from `deno.json`) on small maps:
+ * `--json` lines and the table, the SVG charts and the CSV, other map types, and one-line
+ * errors with the right exit code for bad input.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { bpfTest, ROOT } from "./_helpers.ts";
+
+/** What a finished script run left behind. */
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The `deno run` flags of the task that runs `scripts/<script>`, as `deno.json` defines it. */
+function taskFlags(script: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const tasks = Object.values(config.tasks as Record<string, string>);
+  const task = tasks.find((command) => command.endsWith(` scripts/${script}`));
+  assert.ok(task, `no deno task runs scripts/${script}`);
+  const words = task.split(/\s+/);
+  assert.deepEqual(words.slice(0, 2), ["deno", "run"], task);
+  return words.slice(2, -1);
+}
+
+/** Runs `scripts/<script>` to the end, as its deno task runs it. */
+async function run(script: string, ...args: string[]): Promise<Run> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...taskFlags(script), `scripts/${script}`, ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** The rows of `compare.ts`: per-entry and batch on both backends, parallel batch, bpf_iter. */
+const METHODS = [
+  "per-entry / syscall",
+  "per-entry / libbpf",
+  "batch / syscall",
+  "batch / libbpf",
+  "parallel batch / syscall",
+  "parallel batch / libbpf",
+  "bpf_iter",
+];
+
+function assertOk(result: Run, what: string): void {
+  assert.equal(
+    result.code,
+    0,
+    `${what} exited ${result.code}:\n${result.stdout}\n${result.stderr}`,
+  );
+}
+
+/** Parses every stdout line as JSON. */
+function jsonLines(stdout: string): Record<string, unknown>[] {
+  return stdout.trim().split("\n").map((line) => {
+    try {
+      return JSON.parse(line);
+    } catch {
+      assert.fail(`stdout line is not JSON: ${line}`);
+    }
+  });
+}
+
+/**
+ * A failure with one of `codes`: one `error: ...` line naming `mention` (followed by the
+ * usage line on exit 2), no stack trace. With `only`, nothing else on stderr: the script
+ * stopped before it started any work.
+ */
+function assertError(
+  result: Run,
+  codes: readonly number[],
+  mention: RegExp,
+  { only = true } = {},
+): void {
+  const output = `exit ${result.code}:\n${result.stdout}\n${result.stderr}`;
+  assert.ok(codes.includes(result.code), `expected exit ${codes.join(" or ")}, ${output}`);
+  assert.doesNotMatch(result.stderr, /^ {4}at /m, `stack trace on stderr: ${output}`);
+  assert.doesNotMatch(result.stderr, /Uncaught|panicked/, `crash on stderr: ${output}`);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert.equal(lines.filter((line) => line.startsWith("error:")).length, 1, output);
+  const usage = result.code === 2;
+  if (usage) assert.match(lines.at(-1)!, /^usage: \w+\.ts /, output);
+  const error = lines.at(usage ? -2 : -1)!;
+  assert.match(error, /^error: /, output);
+  assert.match(error, mention, output);
+  if (only) assert.equal(lines.length, usage ? 2 : 1, `more than the error on stderr: ${output}`);
+}
+
+/** A fresh pin path under bpffs. */
+function pinPath(): string {
+  return `/sys/fs/bpf/compare_test_${crypto.randomUUID().slice(0, 8)}`;
+}
+
+function remove(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+bpfTest("compare.ts prints verified JSON lines, a table of every method and an SVG", async () => {
+  const svg = Deno.makeTempFileSync({ prefix: "compare_test_", suffix: ".svg" });
+  try {
+    const [json, table] = await Promise.all([
+      run("compare.ts", "--entries", "20000", "--rounds", "2", "--json", "--svg", svg),
+      run("compare.ts", "--entries", "20000", "--rounds", "2"),
+    ]);
+    const gcExposed = taskFlags("compare.ts").includes("--v8-flags=--expose-gc");
+    assertOk(json, "compare.ts --json --svg");
+    assert.equal(json.stderr, "", "--json wrote progress on stderr");
+    const lines = jsonLines(json.stdout);
+    assert.deepEqual(lines.map((line) => line.method), METHODS);
+    for (const line of lines) {
+      const what = JSON.stringify(line);
+      assert.equal(line.verified, true, what);
+      assert.equal(line.problem, null, what);
+      assert.equal(line.skipped, null, what);
+      assert.equal(line.entries, 20_000, what);
+      assert.equal(line.rounds, 2, what);
+      for (const field of ["median", "nsPerEntry", "syscalls"]) {
+        assert.ok(typeof line[field] === "number" && line[field] > 0, `${field}: ${what}`);
+      }
+      // Measured after forced collections, so only when the task exposes gc().
+      assert.ok("heapGrowth" in line, what);
+      assert.equal(typeof line.heapGrowth, gcExposed ? "number" : "object", what);
+      if ((line.method as string).startsWith("per-entry")) {
+        assert.equal(line.syscalls, 2 * 20_000 + 1, what);
+      }
+      // Ratios are to the first per-entry row.
+      if (line.method === METHODS[0]) assert.equal(line.ratioToPerEntry, 1, what);
+    }
+    const chart = Deno.readTextFileSync(svg);
+    assert.ok(chart.includes("<svg"), `not an SVG: ${chart.slice(0, 200)}`);
+    for (const method of METHODS) assert.ok(chart.includes(method), `${method} not in the chart`);
+
+    assertOk(table, "compare.ts");
+    assert.match(table.stdout, /hash, 20000 entries, 2 rounds each/);
+    const rows = table.stdout.split("\n");
+    for (const method of METHODS) {
+      assert.ok(
+        rows.some((row) => new RegExp(`^│ ${method} +│`).test(row)),
+        `no ${method} row in:\n${table.stdout}`,
+      );
+    }
+    assert.doesNotMatch(table.stdout, /NOT VERIFIED|skipped/);
+    // Progress goes to stderr: one line per method and round.
+    assert.match(table.stderr, /round 2\/2: bpf_iter/);
+  } finally {
+    remove(svg);
+  }
+});
+
+bpfTest("compare.ts --type array dumps an array by every method", async () => {
+  const result = await run(
+    "compare.ts",
+    "--type",
+    "array",
+    "--entries",
+    "5000",
+    "--rounds",
+    "1",
+    "--json",
+  );
+  assertOk(result, "compare.ts --type array");
+  const lines = jsonLines(result.stdout);
+  assert.deepEqual(lines.map((line) => line.method), METHODS);
+  for (const line of lines) {
+    assert.equal(line.verified, true, JSON.stringify(line));
+    assert.equal(line.entries, 5000, JSON.stringify(line));
+  }
+});
+
+bpfTest("compare.ts: bad input exits 2 (usage) or 1 (runtime) with one error line", async () => {
+  const pin = pinPath();
+  const cases: [string[], number[], RegExp, { only?: boolean }?][] = [
+    [["--parallel", "0"], [2], /--parallel must be at least 1, not 0/],
+    [["--rounds", "0"], [2], /--rounds must be at least 1, not 0/],
+    // Before a map is filled or a dump runs: nothing but the error on stderr.
+    [["--svg", "/nonexistent-dir/x.svg"], [1], /cannot write --svg "\/nonexistent-dir\/x\.svg"/],
+    // More ranges than the 1,024 buckets of a 1,000-entry hash map.
+    [
+      ["--parallel", "100000", "--entries", "1000", "--rounds", "1", "--json"],
+      [1, 2],
+      /100000 ranges for .*: it has only 1024 buckets to split/,
+    ],
+    [["--pin", pin, "--entries", "5"], [2], /--entries and --type make a fresh map/],
+    [["--id", "1", "--type", "array"], [2], /--entries and --type make a fresh map/],
+    [["--type", "bogus"], [2], /unknown --type "bogus"/],
+  ];
+  try {
+    await Promise.all(cases.map(async ([args, codes, mention, options]) => {
+      const result = await run("compare.ts", ...args);
+      try {
+        assertError(result, codes, mention, options);
+      } catch (e) {
+        throw new Error(`compare.ts ${args.join(" ")}: ${(e as Error).message}`, { cause: e });
+      }
+    }));
+  } finally {
+    remove(pin);
+  }
+});
+
+bpfTest("batch.ts --parallel and iter.ts verify a pinned map", async () => {
+  const pin = pinPath();
+  try {
+    const loaded = await run("load.ts", "--entries", "50000", "--pin", pin);
+    assertOk(loaded, "load.ts");
+    const cases: [string, string[], RegExp][] = [
+      ["batch.ts", ["--parallel", "3", "--pin", pin], /syscall in workers/],
+      // Without a number: one range per CPU, whether more flags follow or not.
+      ["batch.ts", ["--parallel", "--pin", pin], /syscall in workers/],
+      ["batch.ts", ["--pin", pin, "--parallel", "--backend", "libbpf"], /libbpf in workers/],
+      ["batch.ts", ["--pin", pin, "--parallel"], /syscall in workers/],
+      ["iter.ts", ["--pin", pin], /bpf_iter \+ read/],
+    ];
+    await Promise.all(cases.map(async ([script, args, mechanism]) => {
+      const what = `${script} ${args.join(" ")}`;
+      const result = await run(script, ...args);
+      assertOk(result, what);
+      assert.match(result.stdout, mechanism, `${what}:\n${result.stdout}`);
+      assert.ok(result.stdout.includes("Count 50000 entries"), `${what}:\n${result.stdout}`);
+      assert.match(
+        result.stdout,
+        /Verified: every key once, 50000 distinct \(kernel count 50000\)/,
+        `${what}:\n${result.stdout}`,
+      );
+      assert.equal(result.stderr, "", `${what} wrote on stderr`);
+    }));
+    const bad = await run("batch.ts", "--pin", pin, "--parallel", "0");
+    assertError(bad, [2], /--parallel must be at least 1, not 0/);
+  } finally {
+    remove(pin);
+  }
+});
+
+bpfTest("sweep.ts writes a verified CSV and four charts; --parts bogus exits 2", async () => {
+  const out = Deno.makeTempDirSync({ prefix: "compare_test_sweep_" });
+  try {
+    const [result, bogus] = await Promise.all([
+      run(
+        "sweep.ts",
+        ...["--min", "1000", "--max", "10000", "--rounds", "1"],
+        ...["--chunk-entries", "20000", "--type-entries", "5000", "--out", out],
+      ),
+      run("sweep.ts", "--parts", "bogus", "--out", `${out}/bogus`),
+    ]);
+    assertOk(result, "sweep.ts");
+    const [head, ...rows] = Deno.readTextFileSync(`${out}/sweep.csv`).trimEnd().split("\n");
+    assert.equal(
+      head,
+      "part,type,entries,chunk,ranges,method,median_s,min_s,max_s,ns_per_entry,verified",
+    );
+    assert.ok(rows.length > 0, "no rows");
+    for (const row of rows) assert.match(row, /,true$/, `not verified: ${row}`);
+    for (const part of ["sizes", "chunks", "types", "parallel"]) {
+      assert.ok(rows.some((row) => row.startsWith(`${part},`)), `no ${part} rows`);
+      const chart = Deno.readTextFileSync(`${out}/${part}.svg`);
+      assert.ok(chart.includes("<svg"), `${part}.svg is not an SVG`);
+    }
+    // Two sizes by seven methods; nine chunks by three; six types by seven; seven range counts by two.
+    assert.equal(rows.filter((row) => row.startsWith("sizes,")).length, 2 * 7);
+    assert.equal(rows.filter((row) => row.startsWith("chunks,")).length, 9 * 3);
+    assert.equal(rows.filter((row) => row.startsWith("types,")).length, 6 * 7);
+    assert.equal(rows.filter((row) => row.startsWith("parallel,")).length, 7 * 2);
+
+    assertError(bogus, [2], /unknown part "bogus" in --parts/);
+    assert.throws(() => Deno.lstatSync(`${out}/bogus`), Deno.errors.NotFound);
+  } finally {
+    remove(out);
+  }
+});
