@@ -8,6 +8,9 @@
 import { BpfArgumentError } from "./errors.ts";
 import type { BpfMap } from "./map.ts";
 
+/** How often a fill lets the event loop run (for Ctrl-C), in milliseconds. */
+const YIELD_MS = 100;
+
 /** The study's value. */
 export const SEED_VALUE = 0xdeadbeef;
 
@@ -84,6 +87,7 @@ export async function fillMap(
   const keys = new Uint8Array(chunk * map.keySize);
   const values = seedValues(map, options.perEntry ? 1 : chunk);
   const t0 = performance.now();
+  let lastYield = t0;
   let written = 0;
   let syscalls = 0;
   while (written < options.entries) {
@@ -107,7 +111,11 @@ export async function fillMap(
     }
     written += count;
     options.onProgress?.(written);
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Let signal handlers run, at most every YIELD_MS: each turn of the event loop costs ~1 ms.
+    if (performance.now() - lastYield >= YIELD_MS) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      lastYield = performance.now();
+    }
   }
   return {
     written,
