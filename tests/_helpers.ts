@@ -46,3 +46,43 @@ export function u32At(bytes: Uint8Array, index = 0): number {
 
 /** The path of the repository root (for `Deno.Command` tests). */
 export const ROOT = new URL("..", import.meta.url).pathname;
+
+/** What a finished script run left behind. */
+export interface ScriptRun {
+  /** Exit code. */
+  code: number;
+  /** Everything printed on stdout. */
+  stdout: string;
+  /** Everything printed on stderr. */
+  stderr: string;
+}
+
+/** The `deno run` flags of the task that runs `scripts/<script>`, as `deno.json` defines it. */
+export function taskFlags(script: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const tasks = Object.values(config.tasks as Record<string, string>);
+  const task = tasks.find((command) => command.endsWith(` scripts/${script}`));
+  if (!task) throw new Error(`no deno task runs scripts/${script}`);
+  const words = task.split(/\s+/);
+  if (words[0] !== "deno" || words[1] !== "run") throw new Error(`not a deno run task: ${task}`);
+  return words.slice(2, -1);
+}
+
+/** `scripts/<script>` as its deno task runs it (same permissions), from the repository root. */
+export function scriptCommand(script: string, args: string[]): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", ...taskFlags(script), `scripts/${script}`, ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
+/** Runs `scripts/<script>` to the end, as its deno task runs it. */
+export async function runScript(script: string, ...args: string[]): Promise<ScriptRun> {
+  const { code, stdout, stderr } = await scriptCommand(script, args).output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}

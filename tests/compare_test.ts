@@ -8,39 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { bpfTest, ROOT } from "./_helpers.ts";
-
-/** What a finished script run left behind. */
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** The `deno run` flags of the task that runs `scripts/<script>`, as `deno.json` defines it. */
-function taskFlags(script: string): string[] {
-  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
-  const tasks = Object.values(config.tasks as Record<string, string>);
-  const task = tasks.find((command) => command.endsWith(` scripts/${script}`));
-  assert.ok(task, `no deno task runs scripts/${script}`);
-  const words = task.split(/\s+/);
-  assert.deepEqual(words.slice(0, 2), ["deno", "run"], task);
-  return words.slice(2, -1);
-}
-
-/** Runs `scripts/<script>` to the end, as its deno task runs it. */
-async function run(script: string, ...args: string[]): Promise<Run> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...taskFlags(script), `scripts/${script}`, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
-}
+import { bpfTest, runScript as run, type ScriptRun as Run, taskFlags } from "./_helpers.ts";
 
 /** The rows of `compare.ts`: per-entry and batch on both backends, parallel batch, bpf_iter. */
 const METHODS = [

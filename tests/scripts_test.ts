@@ -7,35 +7,16 @@
  */
 
 import assert from "node:assert/strict";
-import { ALL_BACKENDS, bpfTest, ROOT } from "./_helpers.ts";
+import {
+  ALL_BACKENDS,
+  bpfTest,
+  runScript as run,
+  scriptCommand as command,
+  type ScriptRun as Run,
+} from "./_helpers.ts";
 
 const ENTRIES = 100_000;
 const BIG_ENTRIES = 20_000_000;
-
-/** What a finished script run left behind. */
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function command(script: string, args: string[]): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-ffi", `scripts/${script}`, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  });
-}
-
-/** Runs `scripts/<script>` to the end. */
-async function run(script: string, ...args: string[]): Promise<Run> {
-  const { code, stdout, stderr } = await command(script, args).output();
-  const decoder = new TextDecoder();
-  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
-}
 
 /** A running script whose stdout is read as it comes. */
 class Running {
