@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type BackendName, BACKENDS, BpfMap } from "../mod.ts";
+import { type BackendName, BACKENDS, BpfMap, MapType, type MapTypeName } from "../mod.ts";
 
 function probeBpf(): string | undefined {
   try {
@@ -30,6 +30,25 @@ export function bpfTest(name: string, fn: (t: Deno.TestContext) => void | Promis
 
 /** Both backends, for tests that run every behaviour on each. */
 export const ALL_BACKENDS: readonly BackendName[] = BACKENDS;
+
+/** Every map type the toolkit supports. */
+export const MAP_TYPES: readonly MapTypeName[] = Object.keys(MapType) as MapTypeName[];
+
+/** The hash-family types (their batch cursor is a bucket index; keys may be any size). */
+export const HASH_TYPES: readonly MapTypeName[] = MAP_TYPES.filter((type) =>
+  !type.endsWith("array")
+);
+
+/** Registers one BPF test per backend and type, named `<what> [<type>, <backend>]`. */
+export function eachTypeAndBackend(
+  types: readonly MapTypeName[],
+  what: string,
+  fn: (type: MapTypeName, backend: BackendName) => void | Promise<void>,
+): void {
+  for (const backend of ALL_BACKENDS) {
+    for (const type of types) bpfTest(`${what} [${type}, ${backend}]`, () => fn(type, backend));
+  }
+}
 
 /** Packs u32 values into little-endian bytes. */
 export function u32Bytes(...values: number[]): Uint8Array {

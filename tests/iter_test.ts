@@ -20,17 +20,8 @@ import {
   type MapTypeName,
   type WalkStats,
 } from "../mod.ts";
-import { ALL_BACKENDS, bpfTest } from "./_helpers.ts";
+import { ALL_BACKENDS, bpfTest, HASH_TYPES, MAP_TYPES } from "./_helpers.ts";
 
-const MAP_TYPES: readonly MapTypeName[] = [
-  "hash",
-  "lru_hash",
-  "percpu_hash",
-  "lru_percpu_hash",
-  "array",
-  "percpu_array",
-];
-const HASH_TYPES = MAP_TYPES.filter((type) => !type.endsWith("array"));
 /**
  * Key and value sizes: the study's u32 pair; 12-byte values (per-CPU slots 16 bytes apart);
  * 8-byte keys (hash maps only: array keys are 4 bytes) with 16-byte values.

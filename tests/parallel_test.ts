@@ -45,17 +45,8 @@ import {
   ParallelPool,
   type WalkStats,
 } from "../mod.ts";
-import { ALL_BACKENDS, bpfTest } from "./_helpers.ts";
+import { ALL_BACKENDS, bpfTest, eachTypeAndBackend, HASH_TYPES, MAP_TYPES } from "./_helpers.ts";
 
-const MAP_TYPES: readonly MapTypeName[] = [
-  "hash",
-  "lru_hash",
-  "percpu_hash",
-  "lru_percpu_hash",
-  "array",
-  "percpu_array",
-];
-const HASH_TYPES = MAP_TYPES.filter((type) => !type.endsWith("array"));
 const RANGE_COUNTS = [2, 3, 4, 5, 7, 8, 16, 31, 64];
 /** One entry per call (ENOSPC grows it at multi-entry buckets), odd, and the default. */
 const CHUNKS = [1, 7, 4096];
@@ -225,17 +216,6 @@ class Seen {
 
 function create(type: MapTypeName, backend: BackendName, maxEntries: number): BpfMap {
   return BpfMap.create({ type, keySize: 4, valueSize: VALUE_SIZE, maxEntries }, { backend });
-}
-
-/** Registers one test per backend and type: `<what> [<type>, <backend>]`. */
-function eachTypeAndBackend(
-  types: readonly MapTypeName[],
-  what: string,
-  fn: (type: MapTypeName, backend: BackendName) => Promise<void>,
-): void {
-  for (const backend of ALL_BACKENDS) {
-    for (const type of types) bpfTest(`${what} [${type}, ${backend}]`, () => fn(type, backend));
-  }
 }
 
 eachTypeAndBackend(

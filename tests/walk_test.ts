@@ -16,18 +16,18 @@ import {
   type MapTypeName,
   type WalkStats,
 } from "../mod.ts";
-import { ALL_BACKENDS, bpfTest, ROOT, u32At, u32Bytes } from "./_helpers.ts";
+import {
+  ALL_BACKENDS,
+  bpfTest,
+  eachTypeAndBackend,
+  HASH_TYPES,
+  MAP_TYPES,
+  ROOT,
+  u32At,
+  u32Bytes,
+} from "./_helpers.ts";
 
-const MAP_TYPES: readonly MapTypeName[] = [
-  "hash",
-  "lru_hash",
-  "percpu_hash",
-  "lru_percpu_hash",
-  "array",
-  "percpu_array",
-];
 const ARRAY_TYPES: readonly MapTypeName[] = ["array", "percpu_array"];
-const HASH_TYPES = MAP_TYPES.filter((type) => !ARRAY_TYPES.includes(type));
 const PER_CPU_TYPES = MAP_TYPES.filter((type) => isPerCpu(MapType[type]));
 
 /** Entries written into the hash maps of the full dumps. */
@@ -167,19 +167,6 @@ function checkBatchStats(
     stats.syscalls <= stats.batches + growths + 1,
     JSON.stringify(stats),
   );
-}
-
-/** Registers one test per backend and type: `<what> [<type>, <backend>]`. */
-function eachTypeAndBackend(
-  types: readonly MapTypeName[],
-  what: string,
-  fn: (type: MapTypeName, backend: BackendName) => void,
-): void {
-  for (const backend of ALL_BACKENDS) {
-    for (const type of types) {
-      bpfTest(`${what} [${type}, ${backend}]`, () => fn(type, backend));
-    }
-  }
 }
 
 /** Creates a map of `type` for `entries` u32 keys (arrays hold exactly that many). */
