@@ -6,6 +6,20 @@
  * @module
  */
 
+/** `bpf_map_lookup_batch` and `bpf_map_lookup_and_delete_batch` take the same arguments. */
+const LOOKUP_BATCH_SIGNATURE = {
+  parameters: [
+    "i32", // int fd
+    "buffer", // void *in_batch
+    "buffer", // void *out_batch
+    "buffer", // void *keys
+    "buffer", // void *values
+    "buffer", // __u32 *count
+    "buffer", // const struct bpf_map_batch_opts *opts
+  ],
+  result: "i32", // int
+} as const;
+
 /**
  * The libbpf symbols the toolkit calls. The element functions take pointers rather than
  * buffers: they run twice per entry in per-entry dumps, and a pointer argument costs about
@@ -59,30 +73,8 @@ const LIBBPF_SYMBOLS = {
     ],
     result: "i32",
   },
-  bpf_map_lookup_batch: {
-    parameters: [
-      "i32", // int fd
-      "buffer", // void *in_batch
-      "buffer", // void *out_batch
-      "buffer", // void *keys
-      "buffer", // void *values
-      "buffer", // __u32 *count
-      "buffer", // const struct bpf_map_batch_opts *opts
-    ],
-    result: "i32",
-  },
-  bpf_map_lookup_and_delete_batch: {
-    parameters: [
-      "i32", // int fd
-      "buffer", // void *in_batch
-      "buffer", // void *out_batch
-      "buffer", // void *keys
-      "buffer", // void *values
-      "buffer", // __u32 *count
-      "buffer", // const struct bpf_map_batch_opts *opts
-    ],
-    result: "i32",
-  },
+  bpf_map_lookup_batch: LOOKUP_BATCH_SIGNATURE,
+  bpf_map_lookup_and_delete_batch: LOOKUP_BATCH_SIGNATURE,
   bpf_map_update_batch: {
     parameters: [
       "i32", // int fd
