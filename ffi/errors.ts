@@ -124,9 +124,9 @@ export class BpfError extends Error {
     const code = errnoName(options.errno);
     const hint = options.hint ?? GENERIC_HINTS[options.errno];
     const what = options.subject ? ` on ${options.subject}` : "";
-    const reason = STRERROR[options.errno] ?? code;
+    const reason = STRERROR[options.errno];
     super(
-      `${command}${what} failed: ${code} (${reason})${hint ? `: ${hint}` : ""}`,
+      `${command}${what} failed: ${code}${reason ? ` (${reason})` : ""}${hint ? `: ${hint}` : ""}`,
       { cause: options.cause },
     );
     this.errno = options.errno;

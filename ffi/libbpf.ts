@@ -135,13 +135,6 @@ const LIBBPF_SYMBOLS = {
     ],
     result: "pointer", // struct bpf_map *
   },
-  bpf_object__next_map: {
-    parameters: [
-      "pointer", // const struct bpf_object *obj
-      "pointer", // const struct bpf_map *map
-    ],
-    result: "pointer", // struct bpf_map *
-  },
   bpf_object__find_program_by_name: {
     parameters: [
       "pointer", // const struct bpf_object *obj
@@ -149,7 +142,6 @@ const LIBBPF_SYMBOLS = {
     ],
     result: "pointer", // struct bpf_program *
   },
-  bpf_map__name: { parameters: ["pointer"], result: "pointer" }, // const char *(const struct bpf_map *)
   bpf_map__set_max_entries: {
     parameters: [
       "pointer", // struct bpf_map *map
@@ -185,7 +177,6 @@ const LIBBPF_SYMBOLS = {
     ],
     result: "i32",
   },
-  libbpf_set_print: { parameters: ["pointer"], result: "pointer" }, // libbpf_print_fn_t (libbpf_print_fn_t fn)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libbpf symbols. */

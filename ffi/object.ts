@@ -9,8 +9,11 @@ import { addressOf, keepAlive, ownedBytes } from "./buffers.ts";
 import { BpfError, check } from "./errors.ts";
 import { ITER_LINK_INFO, LIBBPF_ITER_ATTACH_OPTS, LIBBPF_OPTS_SIZE, writeField } from "./layout.ts";
 import { closeFd, cString, dupFd, errno, readFd } from "./libc.ts";
-import { type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
+import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
 import { BpfMap, type OpenOptions } from "./map.ts";
+
+/** libbpf's first own error code (`LIBBPF_ERRNO__LIBELF`); smaller ones are kernel errnos. */
+const LIBBPF_ERRNO_BASE = 4000;
 
 /** A loaded program attached as a BPF iterator: each `open()` starts a fresh walk. */
 export class IterLink implements Disposable {
@@ -102,7 +105,11 @@ export class BpfObject implements Disposable {
         errno: code,
         command: "bpf_object__open_file",
         subject: `"${path}"`,
-        hint: code === 2 ? "build it first: make build" : undefined,
+        hint: code === 2
+          ? "build it first: make build"
+          : code >= LIBBPF_ERRNO_BASE
+          ? libbpfMessage(-code)
+          : undefined,
       });
     }
     return new BpfObject(lib, path, object);
@@ -152,8 +159,11 @@ export class BpfObject implements Disposable {
 
   /** Loads the object's maps and programs into the kernel (`bpf_object__load`). */
   load(): void {
-    check(this.#lib.bpf_object__load(this.#handle()), "bpf_object__load", {
+    const result = this.#lib.bpf_object__load(this.#handle());
+    check(result, "bpf_object__load", {
       subject: `"${this.#path}"`,
+      // libbpf's own codes (from 4000 on) are explained by libbpf; kernel errnos by BpfError.
+      hint: -result >= LIBBPF_ERRNO_BASE ? libbpfMessage(result) : undefined,
     });
   }
 
