@@ -168,9 +168,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   const setupStart = performance.now();
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
   const started = method === "parallel" && !options.pool
-    ? await ParallelPool.start(
-      Math.min(options.ranges ?? navigator.hardwareConcurrency, navigator.hardwareConcurrency),
-    )
+    ? await ParallelPool.forRanges(options.ranges)
     : undefined;
   const setupSeconds = (performance.now() - setupStart) / 1000;
   try {

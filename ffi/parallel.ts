@@ -109,6 +109,14 @@ export class ParallelPool implements Disposable {
     return new ParallelPool(workers);
   }
 
+  /**
+   * Starts the workers `ranges` ranges can use at once: one per range, at most one per CPU
+   * (default: one per CPU).
+   */
+  static forRanges(ranges: number = navigator.hardwareConcurrency): Promise<ParallelPool> {
+    return ParallelPool.start(Math.min(ranges, navigator.hardwareConcurrency));
+  }
+
   /** How many workers the pool has. */
   get size(): number {
     return this.#workers.length;
@@ -222,7 +230,7 @@ export async function forEachBatchParallel(
   const array = isArray(map.info.type);
   const { keySize, valueBytes } = map;
   const pool = options.pool ??
-    await ParallelPool.start(Math.min(ranges, navigator.hardwareConcurrency));
+    await ParallelPool.forRanges(ranges);
   const states: RangeState[] = Array.from({ length: ranges }, (_, i) => ({
     // Arrays need no markers; the last range runs to the end of the map.
     marker: array || i === ranges - 1 ? null : undefined,

@@ -128,12 +128,7 @@ export async function measure(
             iterators.set(map, iterator);
           }
           if (variant.method === "parallel") {
-            pool ??= await ParallelPool.start(
-              Math.min(
-                options.ranges ?? navigator.hardwareConcurrency,
-                navigator.hardwareConcurrency,
-              ),
-            );
+            pool ??= await ParallelPool.forRanges(options.ranges);
           }
           const heapBefore = heapAfterGc();
           resetPeakRss();
