@@ -117,7 +117,7 @@ function findProblem(
     } of ${entries} keys were reported more than once (${distinct} distinct)`;
   }
   if (expected !== undefined && distinct !== expected) {
-    return `saw ${distinct} distinct keys but the map holds ${expected}`;
+    return `saw ${distinct} distinct keys but the kernel counted ${expected} entries before the dump (was the map written meanwhile?)`;
   }
   return null;
 }

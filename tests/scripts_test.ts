@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { BpfMap } from "../mod.ts";
 import {
   ALL_BACKENDS,
   bpfTest,
@@ -505,6 +506,40 @@ bpfTest("--hold keeps the map open until Ctrl-C", async () => {
     await load.stop();
   }
 });
+
+bpfTest(
+  "a map released or emptied during a dump: the dump ends, with a clear verdict",
+  async () => {
+    // The dump holds its own fd: ending `load --hold` mid-walk cannot free the map under it.
+    const held = new Running("load.ts", ["--entries", "300000", "--hold"]);
+    const pin = pinPath();
+    try {
+      const id = (await held.waitFor("holding")).match(/map id is (\d+): holding/)?.[1];
+      assert.ok(id, "no map id from load.ts --hold");
+      const dump = new Running("normal.ts", ["--id", id]);
+      await dump.waitFor("Start to iterate");
+      held.child.kill("SIGINT");
+      assertOk(await held.finish(), "load.ts --hold after SIGINT");
+      const walked = await dump.finish();
+      assertOk(walked, "normal.ts while its map's holder exits");
+      assert.match(walked.stdout, /Count 300000 entries/);
+
+      // Entries deleted mid-walk: the walk ends and says it cannot vouch for what it read.
+      assertOk(await run("load.ts", "--entries", "300000", "--pin", pin), "load.ts");
+      const emptied = new Running("normal.ts", ["--pin", pin]);
+      await emptied.waitFor("Start to iterate");
+      using map = BpfMap.fromPin(pin);
+      map.forEachBatchAndDelete(() => {});
+      const verdict = await emptied.finish();
+      assert.equal(verdict.code, 1, `expected exit 1:\n${verdict.stdout}\n${verdict.stderr}`);
+      assertNoStack(verdict.stderr);
+      assert.match(verdict.stderr, /^error: dump not verified: /m);
+    } finally {
+      await held.stop();
+      removePin(pin);
+    }
+  },
+);
 
 bpfTest("demo.ts compares normal, batch and seed-compat", async () => {
   const result = await run("demo.ts", "--entries", "50000");
