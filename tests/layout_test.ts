@@ -191,65 +191,65 @@ async function runProbe(
   }
 }
 
-Deno.test({
-  name: "layout: every field matches offsetof/sizeof from the system headers",
-  // Without a toolchain the probe cannot run: ignored, unless CI requires it (then it fails).
-  ignore: TOOLCHAIN_PROBLEM !== undefined && !REQUIRED,
-  async fn() {
-    assert.equal(
-      TOOLCHAIN_PROBLEM,
-      undefined,
-      `REQUIRE_BPF=1 but the layout probe cannot be built: ${TOOLCHAIN_PROBLEM}`,
-    );
-    const probe = await runProbe(ALL_LAYOUTS);
-    const mismatches: string[] = [];
-    let checked = 0;
-    for (const [name, layout] of Object.entries(ALL_LAYOUTS)) {
-      const typeSize = probe.sizes.get(name);
-      assert.ok(typeSize !== undefined, `No sizeof(${layout.type}) printed`);
-      for (const [fieldName, f] of Object.entries(layout.fields)) {
-        const actual = probe.fields.get(`${name}.${fieldName}`);
-        assert.ok(actual, `No line printed for "${name}.${fieldName}"`);
-        checked++;
-        if (actual.offset !== f.offset || actual.size !== f.size) {
-          mismatches.push(
-            `${name}.${fieldName} ("${layout.type}" member "${f.c}"): table says offset ${f.offset} size ${f.size}, header says offset ${actual.offset} size ${actual.size}`,
-          );
-        }
-      }
-      // What the toolkit hands the kernel or libbpf must fit inside the real type.
-      if (layoutSize(layout) > typeSize) {
+/**
+ * Registers a test that compiles the probe. Without a toolchain it cannot run: it is ignored,
+ * unless CI requires it (then it fails, naming what is missing).
+ */
+function probeTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: TOOLCHAIN_PROBLEM !== undefined && !REQUIRED,
+    async fn() {
+      assert.equal(
+        TOOLCHAIN_PROBLEM,
+        undefined,
+        `REQUIRE_BPF=1 but the layout probe cannot be built: ${TOOLCHAIN_PROBLEM}`,
+      );
+      await fn();
+    },
+  });
+}
+
+probeTest("layout: every field matches offsetof/sizeof from the system headers", async () => {
+  const probe = await runProbe(ALL_LAYOUTS);
+  const mismatches: string[] = [];
+  let checked = 0;
+  for (const [name, layout] of Object.entries(ALL_LAYOUTS)) {
+    const typeSize = probe.sizes.get(name);
+    assert.ok(typeSize !== undefined, `No sizeof(${layout.type}) printed`);
+    for (const [fieldName, f] of Object.entries(layout.fields)) {
+      const actual = probe.fields.get(`${name}.${fieldName}`);
+      assert.ok(actual, `No line printed for "${name}.${fieldName}"`);
+      checked++;
+      if (actual.offset !== f.offset || actual.size !== f.size) {
         mismatches.push(
-          `${name}: layoutSize ${layoutSize(layout)} exceeds sizeof(${layout.type}) ${typeSize}`,
+          `${name}.${fieldName} ("${layout.type}" member "${f.c}"): table says offset ${f.offset} size ${f.size}, header says offset ${actual.offset} size ${actual.size}`,
         );
       }
     }
-    assert.deepEqual(mismatches, [], mismatches.join("\n"));
-    assert.equal(probe.fields.size, checked);
-  },
+    // What the toolkit hands the kernel or libbpf must fit inside the real type.
+    if (layoutSize(layout) > typeSize) {
+      mismatches.push(
+        `${name}: layoutSize ${layoutSize(layout)} exceeds sizeof(${layout.type}) ${typeSize}`,
+      );
+    }
+  }
+  assert.deepEqual(mismatches, [], mismatches.join("\n"));
+  assert.equal(probe.fields.size, checked);
 });
 
-Deno.test({
-  name: "layout: LIBBPF_OPTS_SIZE matches sizeof() of the libbpf option structs",
-  ignore: TOOLCHAIN_PROBLEM !== undefined && !REQUIRED,
-  async fn() {
+probeTest("layout: LIBBPF_OPTS_SIZE matches sizeof() of the libbpf option structs", async () => {
+  const probe = await runProbe(OPTS_TYPES);
+  for (const [key, layout] of Object.entries(OPTS_TYPES)) {
+    const size = LIBBPF_OPTS_SIZE[key as keyof typeof LIBBPF_OPTS_SIZE];
     assert.equal(
-      TOOLCHAIN_PROBLEM,
-      undefined,
-      `REQUIRE_BPF=1 but the layout probe cannot be built: ${TOOLCHAIN_PROBLEM}`,
+      probe.sizes.get(key),
+      size,
+      `LIBBPF_OPTS_SIZE.${key} is ${size} but sizeof(${layout.type}) is ${probe.sizes.get(key)}`,
     );
-    const probe = await runProbe(OPTS_TYPES);
-    for (const [key, layout] of Object.entries(OPTS_TYPES)) {
-      const size = LIBBPF_OPTS_SIZE[key as keyof typeof LIBBPF_OPTS_SIZE];
-      assert.equal(
-        probe.sizes.get(key),
-        size,
-        `LIBBPF_OPTS_SIZE.${key} is ${size} but sizeof(${layout.type}) is ${probe.sizes.get(key)}`,
-      );
-      // Every field the toolkit writes lies inside the `sz` it declares.
-      assert.ok(layoutSize(layout) <= size, `${layout.type} fields past sz`);
-    }
-  },
+    // Every field the toolkit writes lies inside the `sz` it declares.
+    assert.ok(layoutSize(layout) <= size, `${layout.type} fields past sz`);
+  }
 });
 
 Deno.test("layout: the probe source names every field of every table", () => {
