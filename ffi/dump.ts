@@ -51,7 +51,7 @@ export interface DumpOptions {
    * count, or `maxEntries` for arrays); a dump that saw another number of distinct keys is
    * not verified.
    */
-  expected?: number;
+  expected?: number | Promise<number | undefined>;
 }
 
 /** `Deno.memoryUsage()` figures, in bytes. */
@@ -117,7 +117,7 @@ function findProblem(
     } of ${entries} keys were reported more than once (${distinct} distinct)`;
   }
   if (expected !== undefined && distinct !== expected) {
-    return `saw ${distinct} distinct keys but the kernel counted ${expected} entries before the dump (was the map written meanwhile?)`;
+    return `saw ${distinct} distinct keys but the kernel counts ${expected} entries (was the map written during the dump?)`;
   }
   return null;
 }
@@ -183,13 +183,14 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     });
     const seconds = (performance.now() - t0) / 1000;
     const cpuEnd = cpuTimes();
-    const problem = findProblem(keys.added, keys.distinct, options.expected);
+    const expected = await options.expected;
+    const problem = findProblem(keys.added, keys.distinct, expected);
     return {
       method,
       backend: methodBackend(method, map),
       entries: keys.added,
       distinct: keys.distinct,
-      expected: options.expected ?? null,
+      expected: expected ?? null,
       seconds,
       setupSeconds,
       user: cpuEnd.user - cpuStart.user,

@@ -159,7 +159,18 @@ export class BpfObject implements Disposable {
 
   /** Loads the object's maps and programs into the kernel (`bpf_object__load`). */
   load(): void {
-    const result = this.#lib.bpf_object__load(this.#handle());
+    this.#checkLoad(this.#lib.bpf_object__load(this.#handle()));
+  }
+
+  /**
+   * Loads the object on another thread (libbpf returns `-errno`, so no errno is lost), so
+   * that this thread can work meanwhile. Nothing else may use the object until it resolves.
+   */
+  async loadInBackground(): Promise<void> {
+    this.#checkLoad(await this.#lib.bpf_object__load_nonblocking(this.#handle()));
+  }
+
+  #checkLoad(result: number): void {
     check(result, "bpf_object__load", {
       subject: `"${this.#path}"`,
       // libbpf's own codes (from 4000 on) are explained by libbpf; kernel errnos by BpfError.

@@ -7,7 +7,7 @@
  */
 
 import { dumpMap, type DumpMethod, type DumpResult, methodBackend } from "../ffi/dump.ts";
-import { kernelEntryCount } from "../ffi/count.ts";
+import { kernelEntryCountInBackground } from "../ffi/count.ts";
 import {
   backendFlag,
   expectSizes,
@@ -87,7 +87,8 @@ export async function dumpScript(script: DumpScript): Promise<void> {
 
   using map = openMap(flags, backend);
   expectSizes(map, keySize, valueSize);
-  const expected = kernelEntryCount(map);
+  // Loaded on another thread while the first dump runs; awaited when it ends.
+  const expected = kernelEntryCountInBackground(map);
   say(
     `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries, ${
       methodBackend(method, map)

@@ -210,7 +210,7 @@ for (const backend of ALL_BACKENDS) {
         }
         const wrong = await dumpMap(map, { method: "iter", expected: ENTRIES - 1, iterator });
         assert.equal(wrong.verified, false);
-        assert.match(wrong.problem ?? "", /but the kernel counted 4999 entries/);
+        assert.match(wrong.problem ?? "", /but the kernel counts 4999 entries/);
       },
     );
   }

@@ -343,7 +343,7 @@ for (const backend of ALL_BACKENDS) {
       assert.equal(wrong.verified, false);
       assert.match(
         wrong.problem ?? "",
-        /saw 20000 distinct keys but the kernel counted 20001 entries/,
+        /saw 20000 distinct keys but the kernel counts 20001 entries/,
       );
     },
   );
