@@ -40,6 +40,7 @@ export {
   type DumpOptions,
   type DumpResult,
   methodBackend,
+  verdict,
 } from "./ffi/dump.ts";
 export {
   checkRanges,
@@ -50,6 +51,11 @@ export {
 } from "./ffi/parallel.ts";
 export { MapIterator } from "./ffi/iter.ts";
 export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
-export { kernelEntryCount } from "./ffi/count.ts";
+export {
+  type KernelCount,
+  kernelEntryCount,
+  readKernelCount,
+  readKernelCountInBackground,
+} from "./ffi/count.ts";
 export { fillMap, type FillOptions, type FillResult, SEED_VALUE } from "./ffi/fill.ts";
 export { KeySet } from "./ffi/verify.ts";

@@ -7,22 +7,45 @@
  */
 
 import { isArray } from "./constants.ts";
+import { BpfError, Errno } from "./errors.ts";
 import type { BpfMap } from "./map.ts";
 import { BpfObject, builtObjectPath } from "./object.ts";
 
 const RECORD_SIZE = 16; // struct { __u32 id; __u32 max_entries; __s64 count; }
 
-/** Opens the counting object, or `undefined` when it is not built. */
-function openCounter(): BpfObject | undefined {
+/** The kernel's count of a map's entries, or why it could not be read. */
+export type KernelCount = { count: number; unavailable?: undefined } | {
+  count?: undefined;
+  unavailable: string;
+};
+
+const OBJECT = "map_count.bpf.o";
+
+/** The first line of an error's message. */
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
+/** Opens the counting object, or says why it cannot. */
+function openCounter(): BpfObject | string {
   try {
-    return BpfObject.open(builtObjectPath("map_count.bpf.o"));
-  } catch {
-    return undefined;
+    return BpfObject.open(builtObjectPath(OBJECT));
+  } catch (e) {
+    return e instanceof BpfError && e.errno === Errno.ENOENT
+      ? `build/${OBJECT} is missing (make build makes it)`
+      : `build/${OBJECT} did not open: ${firstLine(e)}`;
   }
 }
 
+/** Why the counting program did not load. */
+function loadFailure(e: unknown): string {
+  return `the counting program did not load (it needs the bpf_map_sum_elem_count kfunc, Linux 6.6+): ${
+    firstLine(e)
+  }`;
+}
+
 /** Reads `map`'s count through the loaded counting object, then closes it. */
-function readCount(object: BpfObject, map: BpfMap): number | undefined {
+function readCount(object: BpfObject, map: BpfMap): KernelCount {
   try {
     using link = object.attachIterAll("count_elems");
     let count: number | undefined;
@@ -30,49 +53,65 @@ function readCount(object: BpfObject, map: BpfMap): number | undefined {
       const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let at = 0; at + RECORD_SIZE <= bytes.byteLength; at += RECORD_SIZE) {
         if (view.getUint32(at, true) !== map.info.id) continue;
-        const value = Number(view.getBigInt64(at + 8, true));
-        count = value < 0 ? undefined : value;
+        count = Number(view.getBigInt64(at + 8, true));
       }
     });
-    return count;
-  } catch {
-    return undefined;
+    if (count === undefined) {
+      return { unavailable: `the counting iterator did not list map id ${map.info.id}` };
+    }
+    if (count < 0) return { unavailable: `the kernel keeps no element count for ${map.subject}` };
+    return { count };
+  } catch (e) {
+    return { unavailable: `the counting iterator failed: ${firstLine(e)}` };
   } finally {
     object.close();
   }
 }
 
 /**
- * The number of entries `map` holds by the kernel's count, or `undefined` when it cannot be
- * told (the counting object is not built, or the kernel lacks the kfunc). Only exact while
- * nothing writes the map.
+ * The number of entries `map` holds by the kernel's count, or why it cannot be told (the
+ * counting object is not built, or the kernel lacks the kfunc). Only exact while nothing
+ * writes the map.
+ *
+ * @example
+ * ```ts
+ * import { BpfMap, readKernelCount } from "../mod.ts";
+ * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
+ * const counted = readKernelCount(map);
+ * console.log(counted.count ?? `no count: ${counted.unavailable}`);
+ * ```
  */
-export function kernelEntryCount(map: BpfMap): number | undefined {
-  if (isArray(map.info.type)) return map.info.maxEntries;
+export function readKernelCount(map: BpfMap): KernelCount {
+  if (isArray(map.info.type)) return { count: map.info.maxEntries };
   const object = openCounter();
-  if (!object) return undefined;
+  if (typeof object === "string") return { unavailable: object };
   try {
     object.load();
-  } catch {
+  } catch (e) {
     object.close();
-    return undefined;
+    return { unavailable: loadFailure(e) };
   }
   return readCount(object, map);
 }
 
+/** `readKernelCount(map).count`: the count, or `undefined` when it cannot be told. */
+export function kernelEntryCount(map: BpfMap): number | undefined {
+  return readKernelCount(map).count;
+}
+
 /**
- * `kernelEntryCount`, with the counting program loaded on another thread: start it, dump the
+ * `readKernelCount`, with the counting program loaded on another thread: start it, dump the
  * map, then await the count, and the ~20 ms of loading overlap the dump.
  */
-export async function kernelEntryCountInBackground(map: BpfMap): Promise<number | undefined> {
-  if (isArray(map.info.type)) return map.info.maxEntries;
+export async function readKernelCountInBackground(map: BpfMap): Promise<KernelCount> {
+  if (isArray(map.info.type)) return { count: map.info.maxEntries };
   const object = openCounter();
-  if (!object) return undefined;
+  if (typeof object === "string") return { unavailable: object };
   try {
     await object.loadInBackground();
-  } catch {
+  } catch (e) {
     object.close();
-    return undefined;
+    return { unavailable: loadFailure(e) };
   }
   return readCount(object, map);
 }

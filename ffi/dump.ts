@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type KernelCount, readKernelCountInBackground } from "./count.ts";
 import { cpuTimes } from "./libc.ts";
 import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
@@ -47,11 +48,13 @@ export interface DumpOptions {
   /** Workers already started, for `parallel` (else a pool is started, untimed, and stopped). */
   pool?: ParallelPool;
   /**
-   * The number of entries the map holds, if known from elsewhere (the kernel's element
-   * count, or `maxEntries` for arrays); a dump that saw another number of distinct keys is
-   * not verified.
+   * The number of entries the map holds (the kernel's element count, or `maxEntries` for
+   * arrays), or a promise of it; a dump that saw another number of distinct keys is not
+   * verified. By default the kernel's count is read while the walk runs
+   * (`readKernelCountInBackground`). A count that cannot be had leaves the dump unverified,
+   * with the reason in `countUnavailable`.
    */
-  expected?: number | Promise<number | undefined>;
+  expected?: number | KernelCount | Promise<number | KernelCount>;
 }
 
 /** `Deno.memoryUsage()` figures, in bytes. */
@@ -78,6 +81,8 @@ export interface DumpResult {
   distinct: number;
   /** The entry count the dump was checked against, if known. */
   expected: number | null;
+  /** Why the dump could not be checked against the kernel's count, or `null` when it was. */
+  countUnavailable: string | null;
   /** Wall-clock seconds of the walk. */
   seconds: number;
   /** Seconds of untimed setup before the walk (loading and attaching the iterator). */
@@ -94,9 +99,9 @@ export interface DumpResult {
   batches: number;
   /** Memory before and after the walk, and the process's peak RSS after it. */
   memory: { start: MemoryFigures; end: MemoryFigures; peakRss: number | null };
-  /** Whether every key was seen once and (if known) the count matches. */
+  /** Whether every key was seen once and as many keys as the kernel counts: nothing less. */
   verified: boolean;
-  /** What is wrong when not verified. */
+  /** What is wrong (keys seen twice, a count that differs), or `null` when nothing was found. */
   problem: string | null;
 }
 
@@ -120,6 +125,22 @@ function findProblem(
     return `saw ${distinct} distinct keys but the kernel counts ${expected} entries (was the map written during the dump?)`;
   }
   return null;
+}
+
+function asKernelCount(expected: number | KernelCount): KernelCount {
+  return typeof expected === "number" ? { count: expected } : expected;
+}
+
+/**
+ * A dump's verdict in one line, claiming no more than was checked: `Verified: ...` only when
+ * every key was seen once and the count matches the kernel's.
+ */
+export function verdict(result: DumpResult): string {
+  if (result.problem !== null) return `NOT VERIFIED: ${result.problem}`;
+  if (result.countUnavailable !== null) {
+    return `Every key once, ${result.distinct} distinct; kernel count unavailable: ${result.countUnavailable}`;
+  }
+  return `Verified: every key once, ${result.distinct} distinct (kernel count ${result.expected})`;
 }
 
 /** Runs one method's walk, handing every key it reports to `keys`. */
@@ -165,6 +186,7 @@ async function walk(
  */
 export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<DumpResult> {
   const method = options.method ?? "batch";
+  const expected = options.expected ?? readKernelCountInBackground(map);
   const setupStart = performance.now();
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
   const started = method === "parallel" && !options.pool
@@ -183,14 +205,15 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     });
     const seconds = (performance.now() - t0) / 1000;
     const cpuEnd = cpuTimes();
-    const expected = await options.expected;
-    const problem = findProblem(keys.added, keys.distinct, expected);
+    const counted = asKernelCount(await expected);
+    const problem = findProblem(keys.added, keys.distinct, counted.count);
     return {
       method,
       backend: methodBackend(method, map),
       entries: keys.added,
       distinct: keys.distinct,
-      expected: expected ?? null,
+      expected: counted.count ?? null,
+      countUnavailable: counted.unavailable ?? null,
       seconds,
       setupSeconds,
       user: cpuEnd.user - cpuStart.user,
@@ -199,7 +222,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
       chunk: stats.chunk,
       batches: stats.batches,
       memory: { start, end: memory(), peakRss: peakRss() ?? null },
-      verified: problem === null,
+      verified: problem === null && counted.count !== undefined,
       problem,
     };
   } finally {

@@ -195,10 +195,13 @@ export const LIBBPF_NAMES = ["libbpf.so.1", "libbpf.so"];
 
 let libbpf: LibbpfSymbols | undefined;
 
-/** Returns the paths `libbpfSymbols()` tries, in order: `LIBBPF_PATH` first when set. */
+/**
+ * Returns the paths `libbpfSymbols()` tries, in order: `LIBBPF_PATH` alone when set (the
+ * library asked for, or an error), else the system names.
+ */
 export function libbpfPaths(): string[] {
   const override = readEnv("LIBBPF_PATH");
-  return override ? [override, ...LIBBPF_NAMES] : [...LIBBPF_NAMES];
+  return override ? [override] : [...LIBBPF_NAMES];
 }
 
 /** Returns the libbpf symbols, opening the library on first use. */
@@ -214,7 +217,9 @@ export function libbpfSymbols(): LibbpfSymbols {
     }
   }
   throw new Error(
-    `Cannot open libbpf: tried ${errors.join(", ")}: install libbpf1 or set LIBBPF_PATH`,
+    `Cannot open libbpf: tried ${errors.join(", ")}: ${
+      readEnv("LIBBPF_PATH") ? "check LIBBPF_PATH" : "install libbpf1 or set LIBBPF_PATH"
+    }`,
   );
 }
 

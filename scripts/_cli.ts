@@ -129,15 +129,18 @@ export function openMap(
   return BpfMap.fromPin(flags.pin ?? DEFAULT_PIN, { backend });
 }
 
-/** Checks that a map has the key and value sizes a script expects. */
+/** Checks that a map has the key and value sizes given on the command line, if any were. */
 export function expectSizes(
   map: BpfMap,
-  keySize: number,
-  valueSize: number,
+  { keySize, valueSize }: { keySize?: number; valueSize?: number },
 ): void {
-  if (map.keySize !== keySize || map.valueSize !== valueSize) {
+  const wrong = (keySize !== undefined && map.keySize !== keySize) ||
+    (valueSize !== undefined && map.valueSize !== valueSize);
+  if (wrong) {
     throw new RuntimeError(
-      `${map.subject} has ${map.keySize}-byte keys and ${map.valueSize}-byte values, not ${keySize} and ${valueSize}: pass --key-size ${map.keySize} --value-size ${map.valueSize} to dump it`,
+      `${map.subject} has ${map.keySize}-byte keys and ${map.valueSize}-byte values, not ${
+        keySize ?? map.keySize
+      } and ${valueSize ?? map.valueSize}: drop --key-size/--value-size, or give the map's own`,
     );
   }
 }

@@ -14,12 +14,11 @@ import {
   type DumpMethod,
   type DumpResult,
   fillMap,
-  isPerCpu,
-  kernelEntryCount,
   MapIterator,
   type MapTypeName,
   ParallelPool,
   peakRss,
+  readKernelCount,
 } from "../mod.ts";
 import { resetPeakRss } from "../ffi/system.ts";
 import { summary } from "./_cli.ts";
@@ -114,7 +113,7 @@ export async function measure(
     problem: null,
   }));
   try {
-    const expected = kernelEntryCount(open("syscall"));
+    const expected = readKernelCount(open("syscall"));
     for (let round = 0; round < rounds; round++) {
       for (const measurement of results) {
         if (measurement.skipped) continue;
@@ -194,42 +193,4 @@ export async function createFilledMap(type: MapTypeName, entries: number): Promi
     map.close();
     throw e;
   }
-}
-
-/** A C reference's result: the seconds of its walk, and the entries it counted. */
-export interface PeerResult {
-  /** Seconds the reference reported for its walk. */
-  seconds: number;
-  /** Entries it counted. */
-  count: number;
-}
-
-/**
- * Runs a native reference dumper (`PEER normal|batch PIN [CHUNK]`, printing
- * `count=N ... seconds=S`) and parses its line.
- */
-export async function runPeer(
-  peer: string,
-  mode: "normal" | "batch",
-  pin: string,
-  chunk: number,
-): Promise<PeerResult> {
-  const args = mode === "batch" ? [mode, pin, String(chunk)] : [mode, pin];
-  const output = await new Deno.Command(peer, { args, stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(output.stdout);
-  const seconds = text.match(/seconds=([\d.]+)/);
-  const count = text.match(/count=(\d+)/);
-  if (!output.success || !seconds || !count) {
-    throw new Error(
-      `The reference "${peer} ${args.join(" ")}" failed: ${
-        new TextDecoder().decode(output.stderr).trim() || text.trim()
-      }`,
-    );
-  }
-  return { seconds: Number(seconds[1]), count: Number(count[1]) };
-}
-
-/** Whether the C reference can read this map (it reads u32 keys into u32 values). */
-export function peerCanRead(map: BpfMap): boolean {
-  return map.keySize === 4 && map.valueSize === 4 && !isPerCpu(map.info.type);
 }

@@ -5,7 +5,15 @@
  * @module
  */
 
-import { type BpfMap, checkRanges, type MapTypeName, parseMapType, peakRss } from "../mod.ts";
+import {
+  type BpfMap,
+  checkRanges,
+  type DumpMethod,
+  type MapTypeName,
+  parseMapType,
+  peakRss,
+  readKernelCount,
+} from "../mod.ts";
 import { ensureBpffs, pathExists } from "../ffi/system.ts";
 import { unlinkPath } from "../ffi/libc.ts";
 import {
@@ -19,37 +27,62 @@ import {
   RuntimeError,
   UsageError,
 } from "./_cli.ts";
+import { createFilledMap, measure, type Measurement, spread, VARIANTS } from "./_measure.ts";
 import {
-  createFilledMap,
-  measure,
-  type Measurement,
-  peerCanRead,
-  runPeer,
-  spread,
-  VARIANTS,
-} from "./_measure.ts";
-import { type Bar, barChart } from "./_svg.ts";
+  builtReferences,
+  commandReferences,
+  type MissingReference,
+  type Reference,
+  type ReferenceResult,
+  runReference,
+  type WalkKind,
+} from "./_peers.ts";
+import { type Bar, barChart, renderChart } from "./_charts.ts";
 
 const USAGE =
   `usage: compare.ts [--pin PATH | --id N | --entries N [--type TYPE]] [--rounds R] [--chunk N] [--parallel N]
-                  [--peer COMMAND] [--json] [--svg FILE]
+                  [--peers] [--peer COMMAND] [--json] [--svg FILE]
   Dumps one map by every method (per-entry and batch on both backends, parallel batch,
   bpf_iter), --rounds times each (default 5) interleaved, verifies every dump, and prints
-  median and spread of seconds, ns per entry, syscalls, ratio to per-entry, heap growth and
-  peak RSS. Without --pin or --id it makes a fresh map of --entries (default 1,048,576) of
-  --type (default hash). --peer runs a native reference (PEER normal|batch PIN [CHUNK]) in
-  the same rounds, and ratios to its batch time are shown. --svg writes a bar chart.`;
+  median and spread of seconds, ns per entry, distinct keys, syscalls, ratio to per-entry,
+  heap growth and peak RSS. Without --pin or --id it makes a fresh map of --entries
+  (default 1,048,576) of --type (default hash). --peers runs, in the same rounds on the
+  same pinned map, the references make peers builds: C with libbpf (the C reference), the
+  Go study with cilium/ebpf 0.9.1 (its batch loop as written, and fixed) and node_bpf;
+  each row is then compared with the C reference's walk of its kind. --peer COMMAND runs
+  another reference (COMMAND normal|batch PIN [CHUNK], printing a JSON line or
+  count=N seconds=S). --svg writes a bar chart.`;
 
+/** One row of the table: one of our methods, or a reference. */
 interface Row {
   label: string;
   mechanism: string;
+  kind: WalkKind;
+  /** A reference (another program), not one of our methods. */
+  reference: boolean;
   seconds: number[];
+  /** Entries the last dump was handed, duplicates included. */
+  entries: number | null;
+  /** Distinct keys among them. */
+  distinct: number | null;
   syscalls: number | null;
   heapGrowth: number | null;
   peakRss: number | null;
+  /** What was wrong with a dump (for a reference meant to be inexact, what it got wrong). */
   problem: string | null;
+  /** Why the dumps could not be checked against the kernel's count, if they could not. */
+  unchecked: string | null;
   skipped: string | null;
 }
+
+/** The kind of walk each of our methods makes. */
+const METHOD_KIND: Record<DumpMethod, WalkKind> = {
+  normal: "per-entry",
+  batch: "batch",
+  "seed-compat": "batch",
+  parallel: "parallel",
+  iter: "iter",
+};
 
 function checkWritable(path: string): void {
   try {
@@ -57,6 +90,37 @@ function checkWritable(path: string): void {
   } catch (e) {
     throw new RuntimeError(`cannot write --svg "${path}": ${(e as Error).message.split(":")[0]}`);
   }
+}
+
+/** The row of a reference, to be filled round by round. */
+function referenceRow(reference: Reference): Row {
+  return {
+    label: reference.label,
+    mechanism: reference.mechanism,
+    kind: reference.kind,
+    reference: true,
+    seconds: [],
+    entries: null,
+    distinct: null,
+    syscalls: null,
+    heapGrowth: null,
+    peakRss: null,
+    problem: null,
+    unchecked: null,
+    skipped: null,
+  };
+}
+
+/** What a reference's dump got wrong, against the kernel's count, or `null`. */
+function referenceProblem(result: ReferenceResult, expected: number | null): string | null {
+  if (result.distinct !== null && result.distinct !== result.entries) {
+    return `${result.entries} entries but ${result.distinct} distinct keys`;
+  }
+  const seen = result.distinct ?? result.entries;
+  if (expected !== null && seen !== expected) {
+    return `${seen} keys, but the kernel counts ${expected}`;
+  }
+  return null;
 }
 
 await runMain(USAGE, async () => {
@@ -68,6 +132,7 @@ await runMain(USAGE, async () => {
     rounds: { type: "string" },
     chunk: { type: "string" },
     parallel: { type: "string" },
+    peers: { type: "boolean" },
     peer: { type: "string" },
     json: { type: "boolean" },
     svg: { type: "string" },
@@ -87,6 +152,15 @@ await runMain(USAGE, async () => {
   if (flags.svg !== undefined) checkWritable(flags.svg);
   const say = flags.json ? () => {} : (text: string) => console.error(text);
 
+  const references: Reference[] = [];
+  const missing: MissingReference[] = [];
+  if (flags.peers) {
+    const built = builtReferences();
+    references.push(...built.references);
+    missing.push(...built.missing);
+  }
+  if (flags.peer !== undefined) references.push(...commandReferences(flags.peer));
+
   if (fresh) say(`filling a fresh ${typeName} map of ${entries} entries`);
   using map: BpfMap = fresh
     ? await createFilledMap(typeName as MapTypeName, entries)
@@ -94,18 +168,14 @@ await runMain(USAGE, async () => {
   checkRanges(map, ranges);
   let pin = flags.pin;
   let madePin = false;
-  if (flags.peer !== undefined) {
-    if (!peerCanRead(map)) {
-      throw new RuntimeError(`the reference reads u32 keys and values: ${map.subject} has others`);
-    }
-    if (pin === undefined) {
-      pin = `/sys/fs/bpf/deno-bpf-batch-compare-${Deno.pid}`;
-      ensureBpffs(pin);
-      map.pin(pin);
-      madePin = true;
-    }
+  if (references.length > 0 && pin === undefined) {
+    pin = `/sys/fs/bpf/deno-bpf-batch-compare-${Deno.pid}`;
+    ensureBpffs(pin);
+    map.pin(pin);
+    madePin = true;
   }
-  const peerSeconds = { normal: [] as number[], batch: [] as number[] };
+  const referenceRows = references.map(referenceRow);
+  const expected = references.length > 0 ? readKernelCount(map).count ?? null : null;
   try {
     const measurements = await measure(map.info.id, VARIANTS, {
       rounds,
@@ -113,55 +183,89 @@ await runMain(USAGE, async () => {
       ranges,
       onStep: (variant, round) => say(`round ${round + 1}/${rounds}: ${variant.label}`),
       afterRound: async (round) => {
-        if (flags.peer === undefined || pin === undefined) return;
-        for (const mode of ["normal", "batch"] as const) {
-          say(`round ${round + 1}/${rounds}: C ${mode}`);
-          peerSeconds[mode].push((await runPeer(flags.peer, mode, pin, chunk)).seconds);
+        for (const [i, reference] of references.entries()) {
+          const row = referenceRows[i];
+          if (row.skipped !== null || pin === undefined) continue;
+          say(`round ${round + 1}/${rounds}: ${reference.label}`);
+          try {
+            const result = await runReference(reference, { pin, chunk, ranges });
+            row.seconds.push(result.seconds);
+            row.entries = result.entries;
+            row.distinct = result.distinct;
+            row.syscalls = result.syscalls;
+            row.peakRss = result.peakRss;
+            row.problem ??= referenceProblem(result, expected);
+          } catch (e) {
+            row.skipped = (e as Error).message;
+          }
         }
       },
     });
-    report(map, measurements, peerSeconds, flags);
+    const rows: Row[] = [...measurements.map(measuredRow), ...referenceRows];
+    for (const { label, reason } of missing) {
+      rows.push({ ...referenceRow({ label } as Reference), skipped: reason });
+    }
+    await report(map, rows, flags);
   } finally {
     if (madePin && pin !== undefined && pathExists(pin)) unlinkPath(pin);
   }
 });
 
-function report(
-  map: BpfMap,
-  measurements: Measurement[],
-  peer: { normal: number[]; batch: number[] },
-  flags: { json?: boolean; svg?: string },
-): void {
-  const rows: Row[] = measurements.map((m) => ({
+function measuredRow(m: Measurement): Row {
+  return {
     label: m.variant.label,
     mechanism: m.last?.backend ?? m.variant.backend,
+    kind: METHOD_KIND[m.variant.method],
+    reference: false,
     seconds: m.seconds,
+    entries: m.last?.entries ?? null,
+    distinct: m.last?.distinct ?? null,
     syscalls: m.last?.syscalls ?? null,
     heapGrowth: m.heapGrowth,
     peakRss: m.peakRss,
     problem: m.problem,
+    unchecked: m.last?.countUnavailable ?? null,
     skipped: m.skipped,
-  }));
-  for (const mode of ["normal", "batch"] as const) {
-    if (peer[mode].length === 0) continue;
-    rows.push({
-      label: `C reference ${mode === "normal" ? "per-entry" : "batch"}`,
-      mechanism: "libbpf (C)",
-      seconds: peer[mode],
-      syscalls: null,
-      heapGrowth: null,
-      peakRss: null,
-      problem: null,
-      skipped: null,
-    });
-  }
-  const entries = measurements.find((m) => m.last)?.last?.distinct ?? 0;
-  const perEntry = rows.find((r) => r.label.startsWith("per-entry") && r.seconds.length);
-  const cBatch = rows.find((r) => r.label === "C reference batch");
-  const medianOf = (r: Row | undefined) =>
-    r && r.seconds.length ? spread(r.seconds).median : undefined;
-  const base = medianOf(perEntry);
-  const cBase = medianOf(cBatch);
+  };
+}
+
+function medianOf(r: Row | undefined): number | undefined {
+  return r && r.seconds.length ? spread(r.seconds).median : undefined;
+}
+
+/**
+ * The reference each row's time is compared with: the C reference's walk of the row's kind
+ * (its batch walk where it has none of that kind), or with `--peer` alone, that command's.
+ */
+function baseReferences(rows: Row[]): { name: string; of: (kind: WalkKind) => number | undefined } {
+  const measured = rows.filter((r) => r.reference && r.seconds.length);
+  const c = measured.filter((r) => r.label.startsWith("C / "));
+  const pool = c.length ? c : measured.filter((r) =>
+    !r.label.startsWith("Go ") &&
+    !r.label.startsWith("node_bpf ")
+  );
+  const name = c.length ? "C" : pool[0]?.label.split(" / ")[0] ?? "";
+  return {
+    name,
+    of: (kind) =>
+      medianOf(pool.find((r) => r.kind === kind) ?? pool.find((r) => r.kind === "batch")),
+  };
+}
+
+async function report(
+  map: BpfMap,
+  rows: Row[],
+  flags: { json?: boolean; svg?: string },
+): Promise<void> {
+  const entries = rows.find((r) => !r.reference && r.distinct !== null)?.distinct ?? 0;
+  const base = medianOf(
+    rows.find((r) => r.kind === "per-entry" && !r.reference && r.seconds.length),
+  );
+  const references = baseReferences(rows);
+  const ratio = (r: Row, to: number | undefined) => {
+    const median = medianOf(r);
+    return median !== undefined && to ? median / to : null;
+  };
 
   if (flags.json) {
     for (const r of rows) {
@@ -169,27 +273,34 @@ function report(
       console.log(JSON.stringify({
         method: r.label,
         mechanism: r.mechanism,
-        entries,
+        kind: r.kind,
+        reference: r.reference,
+        entries: r.entries,
+        distinct: r.distinct,
+        mapEntries: entries,
         rounds: r.seconds.length,
         median: s?.median ?? null,
         min: s?.min ?? null,
         max: s?.max ?? null,
         nsPerEntry: s && entries ? (s.median / entries) * 1e9 : null,
         syscalls: r.syscalls,
-        ratioToPerEntry: s && base ? s.median / base : null,
-        ratioToCBatch: s && cBase ? s.median / cBase : null,
+        ratioToPerEntry: ratio(r, base),
+        ratioToReference: ratio(r, references.of(r.kind)),
+        comparedWith: references.name || null,
         heapGrowth: r.heapGrowth,
         peakRss: r.peakRss,
-        verified: r.problem === null && r.skipped === null,
+        verified: r.problem === null && r.unchecked === null && r.skipped === null,
         problem: r.problem,
+        countUnavailable: r.unchecked,
         skipped: r.skipped,
       }));
     }
   } else {
+    const rounds = Math.max(...rows.map((r) => r.seconds.length));
     console.log(
-      `${map.subject}: ${map.typeName}, ${entries} entries, ${
-        rows[0].seconds.length
-      } rounds each, process peak RSS ${bytes(peakRss() ?? 0)}`,
+      `${map.subject}: ${map.typeName}, ${entries} entries, ${rounds} rounds each, process peak RSS ${
+        bytes(peakRss() ?? 0)
+      }`,
     );
     const head = [
       "method",
@@ -197,26 +308,39 @@ function report(
       "median s",
       "min–max s",
       "ns/entry",
+      "distinct keys",
       "syscalls",
       "vs per-entry",
     ];
-    if (cBase) head.push("vs C batch");
+    if (references.name) head.push(`vs ${references.name}`);
     head.push("heap growth", "peak RSS");
     printTable(
       head,
       rows.map((r) => {
         if (r.skipped) return [r.label, paint("yellow", `skipped: ${r.skipped}`)];
         const s = spread(r.seconds);
+        const through = (to: number | undefined) => {
+          const x = ratio(r, to);
+          return x === null ? "-" : `${x.toFixed(3)}x`;
+        };
         const row = [
-          r.problem ? paint("red", `${r.label} (NOT VERIFIED)`) : r.label,
+          r.problem
+            ? paint(
+              r.reference ? "yellow" : "red",
+              `${r.label} (${r.reference ? "NOT EXACT" : "NOT VERIFIED"})`,
+            )
+            : r.unchecked
+            ? paint("yellow", `${r.label} (keys only)`)
+            : r.label,
           r.mechanism,
           s.median.toFixed(3),
           `${s.min.toFixed(3)}–${s.max.toFixed(3)}`,
           entries ? ((s.median / entries) * 1e9).toFixed(1) : "-",
+          r.distinct ?? "-",
           r.syscalls ?? "-",
-          base ? `${(s.median / base).toFixed(3)}x` : "-",
+          through(base),
         ];
-        if (cBase) row.push(`${(s.median / cBase).toFixed(3)}x`);
+        if (references.name) row.push(through(references.of(r.kind)));
         row.push(
           r.heapGrowth === null ? "-" : bytes(r.heapGrowth),
           r.peakRss === null ? "-" : bytes(r.peakRss),
@@ -224,24 +348,29 @@ function report(
         return row;
       }),
     );
+    for (const r of rows.filter((r) => r.reference && r.problem)) {
+      console.log(paint("yellow", `${r.label}: ${r.problem}`));
+    }
+    const unchecked = rows.find((r) => r.unchecked);
+    if (unchecked) {
+      console.log(paint("yellow", `keys only: kernel count unavailable: ${unchecked.unchecked}`));
+    }
   }
   if (flags.svg !== undefined) {
     const bars: Bar[] = rows.filter((r) => r.seconds.length).map((r) => {
       const s = spread(r.seconds);
       return { label: r.label, value: s.median, min: s.min, max: s.max, group: r.mechanism };
     });
-    Deno.writeTextFileSync(
-      flags.svg,
-      barChart({
-        title: `Dumping a ${
-          entries.toLocaleString("en")
-        }-entry ${map.typeName} map: median seconds (min–max)`,
-        unit: "s",
-        bars,
-      }),
-    );
+    const chart = barChart({
+      title: `Dumping a ${
+        entries.toLocaleString("en")
+      }-entry ${map.typeName} map: median seconds (min–max)`,
+      unit: "s",
+      bars,
+    });
+    Deno.writeTextFileSync(flags.svg, await renderChart(chart));
     if (!flags.json) console.log(`chart written to ${flags.svg}`);
   }
-  const bad = rows.find((r) => r.problem);
+  const bad = rows.find((r) => r.problem && !r.reference);
   if (bad) throw new RuntimeError(`${bad.label}: dump not verified: ${bad.problem}`);
 }

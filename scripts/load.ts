@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BpfMap, fdMemlock, parseMapType } from "../mod.ts";
+import { BpfMap, fdMemlock, type MapSpec, MapType, parseMapType } from "../mod.ts";
 import { fillMap } from "../ffi/fill.ts";
 import { BpfObject, builtObjectPath } from "../ffi/object.ts";
 import { unlinkPath } from "../ffi/libc.ts";
@@ -33,42 +33,48 @@ const USAGE =
   lru_hash, percpu_hash, lru_percpu_hash, array, percpu_array).`;
 
 const MAP_NAME = "test_map";
+
 const STUDY_ENTRIES = 104_857_600;
 
-function openStudyMap(
-  flags: {
-    object?: string;
-    type?: string;
-    "key-size"?: string;
-    "value-size"?: string;
-  },
+/** Where the map comes from: a map spec for MAP_CREATE, or the object file to load. */
+type MapSource = { spec: MapSpec } | { objectPath: string };
+
+/** Checks the map flags, before anything is done or printed. */
+function mapSource(
+  flags: { object?: string; type?: string; "key-size"?: string; "value-size"?: string },
   entries: number | undefined,
-  backend: ReturnType<typeof backendFlag>,
-): { map: BpfMap; object?: BpfObject } {
+): MapSource {
   const custom = flags.type !== undefined || flags["key-size"] !== undefined ||
     flags["value-size"] !== undefined;
-  if (custom) {
-    if (flags.object !== undefined) {
-      throw new UsageError(
-        "--object and --type/--key-size/--value-size exclude each other",
-      );
-    }
-    const type = parseMapType(flags.type ?? "hash");
-    if (type === undefined) {
-      throw new UsageError(`unknown --type "${flags.type}"`);
-    }
-    const map = BpfMap.create({
+  if (!custom) return { objectPath: flags.object ?? builtObjectPath("test_map.bpf.o") };
+  if (flags.object !== undefined) {
+    throw new UsageError("--object and --type/--key-size/--value-size exclude each other");
+  }
+  const type = parseMapType(flags.type ?? "hash");
+  if (type === undefined) {
+    throw new UsageError(
+      `unknown --type "${flags.type}": use one of ${Object.keys(MapType).join(", ")}`,
+    );
+  }
+  return {
+    spec: {
       type,
       keySize: intFlag(flags["key-size"], "key-size", 4, { min: 4, max: 512 }),
       valueSize: intFlag(flags["value-size"], "value-size", 4, { max: 65_536 }),
       maxEntries: entries ?? STUDY_ENTRIES,
       name: MAP_NAME,
-    }, { backend });
-    return { map };
-  }
-  const object = BpfObject.open(
-    flags.object ?? builtObjectPath("test_map.bpf.o"),
-  );
+    },
+  };
+}
+
+/** Creates the map, or loads the object with `entries` as its map's size. */
+function openMap(
+  source: MapSource,
+  entries: number | undefined,
+  backend: ReturnType<typeof backendFlag>,
+): { map: BpfMap; object?: BpfObject } {
+  if ("spec" in source) return { map: BpfMap.create(source.spec, { backend }) };
+  const object = BpfObject.open(source.objectPath);
   try {
     if (entries !== undefined) object.setMaxEntries(MAP_NAME, entries);
     object.load();
@@ -107,6 +113,7 @@ await runMain(USAGE, async () => {
   if (flags.hold && flags.pin !== undefined) {
     throw new UsageError("--hold keeps the map unpinned: drop --pin");
   }
+  const source = mapSource(flags, entries);
   const say = flags.json ? () => {} : console.log;
   const pin = flags.hold ? undefined : flags.pin ?? DEFAULT_PIN;
   if (pin !== undefined) {
@@ -119,7 +126,7 @@ await runMain(USAGE, async () => {
   }
 
   say("Load test program and map");
-  const { map, object } = openStudyMap(flags, entries, backend);
+  const { map, object } = openMap(source, entries, backend);
   using _map = map;
   using _object = object;
   const total = entries ?? map.info.maxEntries;

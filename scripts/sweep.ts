@@ -9,7 +9,7 @@
 import { MapType, type MapTypeName } from "../mod.ts";
 import { intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 import { createFilledMap, measure, spread, type Variant, VARIANTS } from "./_measure.ts";
-import { barChart, lineChart, type Series } from "./_svg.ts";
+import { barChart, lineChart, renderChart, type Series } from "./_charts.ts";
 
 const USAGE =
   `usage: sweep.ts [--min N] [--max N] [--rounds R] [--chunk-entries N] [--type-entries N] [--parts LIST] [--out DIR]
@@ -152,14 +152,14 @@ await runMain(USAGE, async () => {
       found.push(...await sweepPoint({ part: "sizes", type: "hash", entries }, VARIANTS, rounds));
     }
     points.push(...found);
-    charts.sizes = lineChart({
+    charts.sizes = await renderChart(lineChart({
       title: "Time per entry by map size (hash map, u32 keys and values)",
       xLabel: "entries in the map",
       yLabel: "ns per entry",
       series: seriesOf(found, (p) => p.entries),
       logX: true,
       logY: true,
-    });
+    }));
   }
   if (parts.includes("chunks")) {
     const batchVariants = VARIANTS.filter((v) =>
@@ -176,14 +176,14 @@ await runMain(USAGE, async () => {
       );
     }
     points.push(...found);
-    charts.chunks = lineChart({
+    charts.chunks = await renderChart(lineChart({
       title: `Time per entry by chunk size (${chunkEntries.toLocaleString("en")}-entry hash map)`,
       xLabel: "entries per batch call (chunk)",
       yLabel: "ns per entry",
       series: seriesOf(found, (p) => p.chunk),
       logX: true,
       logY: true,
-    });
+    }));
   }
   if (parts.includes("types")) {
     const found: Point[] = [];
@@ -193,7 +193,7 @@ await runMain(USAGE, async () => {
       );
     }
     points.push(...found);
-    charts.types = barChart({
+    charts.types = await renderChart(barChart({
       title: `Time per entry by map type (${typeEntries.toLocaleString("en")} entries)`,
       unit: "ns/entry",
       bars: found.map((p) => ({
@@ -202,7 +202,7 @@ await runMain(USAGE, async () => {
         group: p.method,
       })),
       logScale: true,
-    });
+    }));
   }
   if (parts.includes("parallel")) {
     const parallel = VARIANTS.filter((v) => v.method === "parallel");
@@ -217,7 +217,7 @@ await runMain(USAGE, async () => {
       );
     }
     points.push(...found);
-    charts.parallel = lineChart({
+    charts.parallel = await renderChart(lineChart({
       title: `Parallel batch dump by range count (${
         chunkEntries.toLocaleString("en")
       }-entry hash map, ${navigator.hardwareConcurrency} CPUs)`,
@@ -225,7 +225,7 @@ await runMain(USAGE, async () => {
       yLabel: "ns per entry",
       series: seriesOf(found, (p) => p.ranges),
       logX: true,
-    });
+    }));
   }
   Deno.writeTextFileSync(`${out}/sweep.csv`, toCsv(points));
   for (const [name, svg] of Object.entries(charts)) {

@@ -87,12 +87,19 @@ export function taskFlags(script: string): string[] {
   return words.slice(2, -1);
 }
 
-/** `scripts/<script>` as its deno task runs it (same permissions), from the repository root. */
-export function scriptCommand(script: string, args: string[]): Deno.Command {
+/**
+ * `scripts/<script>` as its deno task runs it (same permissions), from the repository root
+ * (or from `root`, a copy of it), with `env` added to the environment.
+ */
+export function scriptCommand(
+  script: string,
+  args: string[],
+  { root = ROOT, env = {} }: { root?: string; env?: Record<string, string> } = {},
+): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", ...taskFlags(script), `scripts/${script}`, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
+    cwd: root,
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -100,8 +107,17 @@ export function scriptCommand(script: string, args: string[]): Deno.Command {
 }
 
 /** Runs `scripts/<script>` to the end, as its deno task runs it. */
-export async function runScript(script: string, ...args: string[]): Promise<ScriptRun> {
-  const { code, stdout, stderr } = await scriptCommand(script, args).output();
+export function runScript(script: string, ...args: string[]): Promise<ScriptRun> {
+  return runScriptWith({}, script, ...args);
+}
+
+/** `runScript` from another root, or with environment variables added. */
+export async function runScriptWith(
+  options: { root?: string; env?: Record<string, string> },
+  script: string,
+  ...args: string[]
+): Promise<ScriptRun> {
+  const { code, stdout, stderr } = await scriptCommand(script, args, options).output();
   const decoder = new TextDecoder();
   return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }

@@ -106,8 +106,16 @@ bpfTest("compare.ts prints verified JSON lines, a table of every method and an S
       if ((line.method as string).startsWith("per-entry")) {
         assert.equal(line.syscalls, 2 * 20_000 + 1, what);
       }
-      // Ratios are to the first per-entry row.
-      if (line.method === METHODS[0]) assert.equal(line.ratioToPerEntry, 1, what);
+      assert.ok((line.min as number) <= (line.median as number), what);
+      assert.ok((line.median as number) <= (line.max as number), what);
+    }
+    // Ratios are each row's median over the first per-entry row's; ns/entry is the median's.
+    const base = lines[0].median as number;
+    for (const line of lines) {
+      const what = JSON.stringify(line);
+      const median = line.median as number;
+      assert.ok(Math.abs((line.ratioToPerEntry as number) - median / base) < 1e-9, what);
+      assert.ok(Math.abs((line.nsPerEntry as number) - median / 20_000 * 1e9) < 1e-6, what);
     }
     const chart = Deno.readTextFileSync(svg);
     assert.ok(chart.includes("<svg"), `not an SVG: ${chart.slice(0, 200)}`);

@@ -11,9 +11,12 @@ import { BpfMap } from "../mod.ts";
 import {
   ALL_BACKENDS,
   bpfTest,
+  ROOT,
   runScript as run,
+  runScriptWith,
   scriptCommand as command,
   type ScriptRun as Run,
+  taskFlags,
 } from "./_helpers.ts";
 
 const ENTRIES = 100_000;
@@ -270,26 +273,148 @@ bpfTest("--json prints one JSON object per line with the figures", async () => {
   }
 });
 
-bpfTest("--runs 3 prints a summary table of real, user and sys", async () => {
+/** Mean, population standard deviation, min, median and max, computed here for the check. */
+function statistics(samples: number[]): number[] {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const n = sorted.length;
+  const mean = sorted.reduce((a, b) => a + b, 0) / n;
+  const sd = Math.sqrt(sorted.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
+  const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  return [mean, sd, sorted[0], median, sorted[n - 1]];
+}
+
+bpfTest("--runs prints mean, std. dev., min, median and max of each run's figures", async () => {
   await withMap(["--entries", String(ENTRIES)], async ({ pin }) => {
     await Promise.all(["normal.ts", "batch.ts"].map(async (script) => {
-      const result = await run(script, "--pin", pin, "--runs", "3");
-      assertOk(result, `${script} --runs 3`);
-      assert.equal(result.stdout.split(`Count ${ENTRIES} entries`).length - 1, 3);
+      const runs = 4; // an even count: the median is the mean of the middle two
+      const result = await run(script, "--pin", pin, "--runs", String(runs), "--mem");
+      assertOk(result, `${script} --runs ${runs}`);
+      assert.equal(result.stdout.split(`Count ${ENTRIES} entries`).length - 1, runs);
+      // Each run's own figures, as printed (3 decimals).
+      const real = [...result.stdout.matchAll(/^Elapsed (\d+\.\d+) s/gm)].map((m) => Number(m[1]));
+      const cpu = [...result.stdout.matchAll(/^cpu user = (\d+\.\d+) s, sys = (\d+\.\d+) s/gm)];
+      assert.equal(real.length, runs, result.stdout);
+      assert.equal(cpu.length, runs, result.stdout);
+      const samples = {
+        real,
+        user: cpu.map((m) => Number(m[1])),
+        sys: cpu.map((m) => Number(m[2])),
+      };
       const lines = result.stdout.split("\n");
       const head = lines.find((line) => line.includes("Mean"));
       assert.ok(head, `no table in:\n${result.stdout}`);
-      for (const column of ["Mean", "Std.Dev.", "Min", "Median", "Max"]) {
-        assert.ok(head.includes(column), `no ${column} column: ${head}`);
-      }
-      for (const row of ["real", "user", "sys"]) {
-        assert.ok(
-          lines.some((line) => new RegExp(`^\\W*${row}\\W+(\\d+\\.\\d+\\W+){5}$`).test(line)),
-          `no ${row} row in:\n${result.stdout}`,
-        );
+      assert.deepEqual(head.split("│").map((cell) => cell.trim()).filter(Boolean), [
+        "Mean",
+        "Std.Dev.",
+        "Min",
+        "Median",
+        "Max",
+      ]);
+      for (const [name, values] of Object.entries(samples)) {
+        const row = lines.find((line) => new RegExp(`^\\W*${name}\\W`).test(line));
+        assert.ok(row, `no ${name} row in:\n${result.stdout}`);
+        const cells = row.split("│").map((cell) => cell.trim()).filter(Boolean).slice(1);
+        const expected = statistics(values);
+        cells.forEach((cell, i) => {
+          // Each run's figure and each cell are rounded to 3 decimals.
+          assert.ok(
+            Math.abs(Number(cell) - expected[i]) <= 0.0011,
+            `${script} ${name}: column ${i + 1} is ${cell}, expected ${expected[i].toFixed(4)}`,
+          );
+        });
       }
     }));
   });
+});
+
+/** A copy of the repository's code and built objects, without `build/map_count.bpf.o`. */
+function copyWithoutCounter(): string {
+  const copy = Deno.makeTempDirSync({ prefix: "scripts_test_no_counter_" });
+  for (const path of ["ffi", "scripts", "mod.ts", "deno.json", "deno.lock", "build"]) {
+    const copied = new Deno.Command("cp", { args: ["-a", `${ROOT}${path}`, copy] }).outputSync();
+    assert.ok(copied.success, new TextDecoder().decode(copied.stderr));
+  }
+  Deno.removeSync(`${copy}/build/map_count.bpf.o`);
+  return copy;
+}
+
+bpfTest(
+  "without the kernel's count a dump says so and claims every key once, no more",
+  async () => {
+    const copy = copyWithoutCounter();
+    try {
+      await withMap(["--entries", "5000"], async ({ pin }) => {
+        for (const script of ["normal.ts", "batch.ts", "iter.ts"]) {
+          const human = await runScriptWith({ root: copy }, script, "--pin", pin);
+          assertOk(human, `${script} without build/map_count.bpf.o`);
+          assert.doesNotMatch(human.stdout, /Verified/, `${script} claimed more than it checked`);
+          assert.match(
+            human.stdout,
+            /^Every key once, 5000 distinct; kernel count unavailable: build\/map_count\.bpf\.o is missing \(make build makes it\)$/m,
+            `${script}:\n${human.stdout}`,
+          );
+          const json = await runScriptWith({ root: copy }, script, "--pin", pin, "--json");
+          assertOk(json, `${script} --json without build/map_count.bpf.o`);
+          const [result] = jsonLines(json.stdout);
+          assert.equal(result.verified, false);
+          assert.equal(result.problem, null);
+          assert.equal(result.expected, null);
+          assert.match(result.countUnavailable as string, /map_count\.bpf\.o is missing/);
+        }
+        // With the count, the same dump is verified against it.
+        const verified = await run("batch.ts", "--pin", pin);
+        assertOk(verified, "batch.ts");
+        assert.match(
+          verified.stdout,
+          /^Verified: every key once, 5000 distinct \(kernel count 5000\)$/m,
+        );
+      });
+    } finally {
+      Deno.removeSync(copy, { recursive: true });
+    }
+  },
+);
+
+/** The environment variables the README documents, and the flag every task grants for them. */
+const ENV_FLAG = "--allow-env=DEBUG,BPF_BACKEND,LIBBPF_PATH";
+
+bpfTest("DEBUG, BPF_BACKEND and LIBBPF_PATH work through the deno tasks", async () => {
+  for (const script of ["load.ts", "normal.ts", "batch.ts", "iter.ts", "demo.ts", "compare.ts"]) {
+    assert.ok(taskFlags(script).includes(ENV_FLAG), `the ${script} task lacks ${ENV_FLAG}`);
+  }
+  await withMap(["--entries", "1000"], async ({ pin }) => {
+    for (const script of ["normal.ts", "batch.ts"]) {
+      const libbpf = await runScriptWith({ env: { BPF_BACKEND: "libbpf" } }, script, "--pin", pin);
+      assertOk(libbpf, `BPF_BACKEND=libbpf ${script}`);
+      assert.match(libbpf.stdout, /^get from id: \d+ \(hash, 1000 max entries, libbpf\)$/m);
+
+      const missing = "/nonexistent/libbpf.so.1";
+      const wrongPath = await runScriptWith(
+        { env: { BPF_BACKEND: "libbpf", LIBBPF_PATH: missing } },
+        script,
+        "--pin",
+        pin,
+      );
+      assert.equal(wrongPath.code, 1, `LIBBPF_PATH=${missing}: ${wrongPath.stdout}`);
+      assert.match(
+        wrongPath.stderr,
+        /^error: Cannot open libbpf: tried "\/nonexistent\/libbpf\.so\.1"/,
+      );
+      assert.match(wrongPath.stderr, /check LIBBPF_PATH$/m);
+    }
+  });
+  const gone = "/sys/fs/bpf/scripts_test_no_such_pin";
+  const plain = await run("batch.ts", "--pin", gone);
+  assert.equal(plain.code, 1);
+  assert.equal(plain.stderr.trimEnd().split("\n").length, 1, plain.stderr);
+  const debug = await runScriptWith({ env: { DEBUG: "1" } }, "batch.ts", "--pin", gone);
+  assert.equal(debug.code, 1);
+  assert.match(debug.stderr, /^error: BPF_OBJ_GET on /);
+  assert.match(
+    debug.stderr,
+    /^ {4}at .*ffi\/map\.ts/m,
+    `DEBUG=1 printed no stack:\n${debug.stderr}`,
+  );
 });
 
 bpfTest("--seed-compat reports far fewer distinct keys than entries", async () => {
@@ -319,10 +444,16 @@ bpfTest("--mem prints the memory at the start and end of the walk", async () => 
       const init = result.stdout.indexOf("----- init -----");
       const last = result.stdout.indexOf("----- last -----");
       assert.ok(init >= 0 && last > init, result.stdout);
+      // What the README promises: Deno.memoryUsage() at init and at the end, peak RSS, CPU time.
       for (const section of [result.stdout.slice(init, last), result.stdout.slice(last)]) {
-        assert.match(section, /^rss = \d+ \(/m);
-        assert.match(section, /^heapUsed = \d+ \(/m);
+        for (const figure of ["rss", "heapTotal", "heapUsed", "external"]) {
+          assert.match(section, new RegExp(`^${figure} = [1-9]\\d* \\(\\d`, "m"), figure);
+        }
       }
+      const peak = Number(result.stdout.match(/^peakRss = (\d+)$/m)?.[1]);
+      const lastRss = Number(result.stdout.slice(last).match(/^rss = (\d+)/m)?.[1]);
+      assert.ok(peak >= lastRss && lastRss > 0, `peakRss ${peak} below the last rss ${lastRss}`);
+      assert.match(result.stdout, /^cpu user = \d+\.\d{3} s, sys = \d+\.\d{3} s$/m);
       assert.ok(result.stdout.includes(`Count ${ENTRIES} entries`));
     }));
   });
@@ -405,23 +536,64 @@ bpfTest("runtime failures exit 1 with one error line", async () => {
   }
 });
 
-bpfTest("a map with other key and value sizes names the flags to pass", async () => {
-  await withMap(
-    ["--type", "hash", "--key-size", "8", "--value-size", "4", "--entries", "1000"],
-    async ({ pin }) => {
-      const [normal, batch, right] = await Promise.all([
-        run("normal.ts", "--pin", pin),
-        run("batch.ts", "--pin", pin),
-        run("batch.ts", "--pin", pin, "--key-size", "8", "--value-size", "4"),
-      ]);
-      for (const result of [normal, batch]) {
-        const line = assertRuntimeError(result, "--key-size 8 --value-size 4");
-        assert.match(line, /8-byte keys and 4-byte values/);
-      }
-      assertOk(right, "batch.ts --key-size 8 --value-size 4");
-      assert.ok(right.stdout.includes("Count 1000 entries"));
-    },
-  );
+bpfTest(
+  "the dump scripts take the map's own key and value sizes; given sizes are checked",
+  async () => {
+    await withMap(
+      ["--type", "hash", "--key-size", "8", "--value-size", "12", "--entries", "1000"],
+      async ({ pin }) => {
+        const [normal, batch, iter, right, wrong] = await Promise.all([
+          run("normal.ts", "--pin", pin),
+          run("batch.ts", "--pin", pin),
+          run("iter.ts", "--pin", pin),
+          run("batch.ts", "--pin", pin, "--key-size", "8", "--value-size", "12"),
+          run("batch.ts", "--pin", pin, "--key-size", "4"),
+        ]);
+        for (
+          const [result, what] of [[normal, "normal"], [batch, "batch"], [iter, "iter"], [
+            right,
+            "batch --key-size 8 --value-size 12",
+          ]] as const
+        ) {
+          assertOk(result, what);
+          assert.ok(result.stdout.includes("Count 1000 entries"), `${what}:\n${result.stdout}`);
+          assert.match(result.stdout, /^Verified: every key once, 1000 distinct/m, what);
+        }
+        const line = assertRuntimeError(
+          wrong,
+          "drop --key-size/--value-size, or give the map's own",
+        );
+        assert.match(line, /8-byte keys and 12-byte values, not 4 and 12/);
+      },
+    );
+  },
+);
+
+Deno.test("batch.ts --help names every flag it takes", async () => {
+  const help = await run("batch.ts", "--help");
+  assertOk(help, "batch.ts --help");
+  const usage = help.stdout.split("\n")[0];
+  for (const flag of ["--pin", "--id", "--chunk", "--parallel", "--seed-compat", "--backend"]) {
+    assert.ok(usage.includes(flag), `${flag} missing from: ${usage}`);
+  }
+  for (const flag of ["--runs", "--mem", "--json", "--key-size", "--value-size"]) {
+    assert.ok(usage.includes(flag), `${flag} missing from: ${usage}`);
+  }
+});
+
+Deno.test("load.ts checks every flag before it prints or does anything", async () => {
+  for (
+    const args of [
+      ["--type", "lpm_trie", "--entries", "10"],
+      ["--key-size", "2", "--entries", "10"],
+      ["--type", "hash", "--value-size", "0"],
+      ["--object", "x.o", "--type", "hash"],
+    ]
+  ) {
+    const result = await run("load.ts", ...args, "--pin", "/sys/fs/bpf/scripts_test_never");
+    assertUsageError(result, /^error: /);
+    assert.equal(result.stdout, "", `load.ts ${args.join(" ")} printed:\n${result.stdout}`);
+  }
 });
 
 bpfTest("load.ts refuses an existing pin unless --replace", async () => {
