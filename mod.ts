@@ -16,7 +16,12 @@
 
 export { BpfMap } from "./ffi/map.ts";
 export type { BatchView, MapSpec, OpenOptions, WalkStats } from "./ffi/map.ts";
-export { type BatchOptions, DEFAULT_CHUNK } from "./ffi/walk.ts";
+export {
+  type BatchOptions,
+  DEFAULT_CHUNK,
+  DEFAULT_MAX_RESTARTS,
+  type EntryWalkOptions,
+} from "./ffi/walk.ts";
 export { type Codec, TypedMap, u32, u64 } from "./ffi/typed.ts";
 export { BpfArgumentError, BpfError, errnoName } from "./ffi/errors.ts";
 export {
@@ -51,11 +56,6 @@ export {
 } from "./ffi/parallel.ts";
 export { MapIterator } from "./ffi/iter.ts";
 export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
-export {
-  type KernelCount,
-  kernelEntryCount,
-  readKernelCount,
-  readKernelCountInBackground,
-} from "./ffi/count.ts";
+export { type KernelCount, KernelCounter, kernelEntryCount, readKernelCount } from "./ffi/count.ts";
 export { fillMap, type FillOptions, type FillResult, SEED_VALUE } from "./ffi/fill.ts";
 export { KeySet } from "./ffi/verify.ts";

@@ -44,27 +44,90 @@ function loadFailure(e: unknown): string {
   }`;
 }
 
-/** Reads `map`'s count through the loaded counting object, then closes it. */
-function readCount(object: BpfObject, map: BpfMap): KernelCount {
-  try {
-    using link = object.attachIterAll("count_elems");
-    let count: number | undefined;
-    link.read(new Uint8Array(64 * 1024), (bytes) => {
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      for (let at = 0; at + RECORD_SIZE <= bytes.byteLength; at += RECORD_SIZE) {
-        if (view.getUint32(at, true) !== map.info.id) continue;
-        count = Number(view.getBigInt64(at + 8, true));
-      }
-    });
-    if (count === undefined) {
-      return { unavailable: `the counting iterator did not list map id ${map.info.id}` };
+/**
+ * The counting program, loaded once and read as often as needed: a dump reads the count
+ * just before its walk and just after, to tell a still map from one written meanwhile.
+ * Arrays need no program: they always hold `maxEntries`.
+ *
+ * @example
+ * ```ts
+ * import { BpfMap, KernelCounter } from "../mod.ts";
+ * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
+ * const counter = KernelCounter.open();
+ * if (typeof counter !== "string") {
+ *   using _ = counter;
+ *   console.log(counter.count(map));
+ * }
+ * ```
+ */
+export class KernelCounter implements Disposable {
+  #object: BpfObject | undefined;
+  readonly #buffer = new Uint8Array(64 * 1024);
+
+  private constructor(object: BpfObject) {
+    this.#object = object;
+  }
+
+  /** Loads the counting program, or says why it cannot. */
+  static open(): KernelCounter | string {
+    const object = openCounter();
+    if (typeof object === "string") return object;
+    try {
+      object.load();
+    } catch (e) {
+      object.close();
+      return loadFailure(e);
     }
-    if (count < 0) return { unavailable: `the kernel keeps no element count for ${map.subject}` };
-    return { count };
-  } catch (e) {
-    return { unavailable: `the counting iterator failed: ${firstLine(e)}` };
-  } finally {
-    object.close();
+    return new KernelCounter(object);
+  }
+
+  /** `open()`, with the program loaded on another thread (BTF loading takes ~20 ms). */
+  static async openInBackground(): Promise<KernelCounter | string> {
+    const object = openCounter();
+    if (typeof object === "string") return object;
+    try {
+      await object.loadInBackground();
+    } catch (e) {
+      object.close();
+      return loadFailure(e);
+    }
+    return new KernelCounter(object);
+  }
+
+  /** The number of entries `map` holds now, by the kernel's count, or why it cannot be told. */
+  count(map: BpfMap): KernelCount {
+    if (isArray(map.info.type)) return { count: map.info.maxEntries };
+    if (!this.#object) throw new Error("The kernel counter is closed");
+    try {
+      using link = this.#object.attachIterAll("count_elems");
+      let count: number | undefined;
+      link.read(this.#buffer, (bytes) => {
+        const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        for (let at = 0; at + RECORD_SIZE <= bytes.byteLength; at += RECORD_SIZE) {
+          if (view.getUint32(at, true) !== map.info.id) continue;
+          count = Number(view.getBigInt64(at + 8, true));
+        }
+      });
+      if (count === undefined) {
+        return { unavailable: `the counting iterator did not list map id ${map.info.id}` };
+      }
+      if (count < 0) {
+        return { unavailable: `the kernel keeps no element count for ${map.subject}` };
+      }
+      return { count };
+    } catch (e) {
+      return { unavailable: `the counting iterator failed: ${firstLine(e)}` };
+    }
+  }
+
+  /** Unloads the program; idempotent. */
+  close(): void {
+    this.#object?.close();
+    this.#object = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 
@@ -83,35 +146,13 @@ function readCount(object: BpfObject, map: BpfMap): KernelCount {
  */
 export function readKernelCount(map: BpfMap): KernelCount {
   if (isArray(map.info.type)) return { count: map.info.maxEntries };
-  const object = openCounter();
-  if (typeof object === "string") return { unavailable: object };
-  try {
-    object.load();
-  } catch (e) {
-    object.close();
-    return { unavailable: loadFailure(e) };
-  }
-  return readCount(object, map);
+  const counter = KernelCounter.open();
+  if (typeof counter === "string") return { unavailable: counter };
+  using _ = counter;
+  return counter.count(map);
 }
 
 /** `readKernelCount(map).count`: the count, or `undefined` when it cannot be told. */
 export function kernelEntryCount(map: BpfMap): number | undefined {
   return readKernelCount(map).count;
-}
-
-/**
- * `readKernelCount`, with the counting program loaded on another thread: start it, dump the
- * map, then await the count, and the ~20 ms of loading overlap the dump.
- */
-export async function readKernelCountInBackground(map: BpfMap): Promise<KernelCount> {
-  if (isArray(map.info.type)) return { count: map.info.maxEntries };
-  const object = openCounter();
-  if (typeof object === "string") return { unavailable: object };
-  try {
-    await object.loadInBackground();
-  } catch (e) {
-    object.close();
-    return { unavailable: loadFailure(e) };
-  }
-  return readCount(object, map);
 }

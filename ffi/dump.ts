@@ -1,11 +1,13 @@
 /**
- * Dumping a whole map by one method, timed, counted and verified: the one place where
- * the scripts and the comparison get their figures.
+ * Dumping a whole map by one method, timed, counted and verified: the one place where the
+ * scripts and the comparison get their figures, and where a dump of a map that is written
+ * meanwhile keeps its promise: each key reported once (keys the kernel returns again are
+ * dropped and counted), a walk that always ends, and a verdict that says what held.
  *
  * @module
  */
 
-import { type KernelCount, readKernelCountInBackground } from "./count.ts";
+import { type KernelCount, KernelCounter } from "./count.ts";
 import { cpuTimes } from "./libc.ts";
 import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
@@ -48,13 +50,21 @@ export interface DumpOptions {
   /** Workers already started, for `parallel` (else a pool is started, untimed, and stopped). */
   pool?: ParallelPool;
   /**
-   * The number of entries the map holds (the kernel's element count, or `maxEntries` for
-   * arrays), or a promise of it; a dump that saw another number of distinct keys is not
-   * verified. By default the kernel's count is read while the walk runs
-   * (`readKernelCountInBackground`). A count that cannot be had leaves the dump unverified,
-   * with the reason in `countUnavailable`.
+   * Hears the entries, each key once: what the kernel returned again is dropped. The views
+   * are reused by the next batch (per-entry walks hand over one entry at a time).
    */
-  expected?: number | KernelCount | Promise<number | KernelCount>;
+  visit?: (batch: BatchView) => void;
+  /** Restarts a per-entry walk tolerates before it gives up (default 10,000). */
+  maxRestarts?: number;
+  /**
+   * The number of entries the map holds, when the caller knows it (the map is still): the
+   * dump is checked against it. Else the kernel's count is read just before the walk and
+   * just after, through `counter` (or a counter loaded for this dump), which also tells
+   * whether the map was written during the dump.
+   */
+  expected?: number | KernelCount;
+  /** A counting program already loaded (else one is loaded, untimed, for this dump). */
+  counter?: KernelCounter;
 }
 
 /** `Deno.memoryUsage()` figures, in bytes. */
@@ -75,14 +85,32 @@ export interface DumpResult {
   method: DumpMethod;
   /** The backend used. */
   backend: string;
-  /** Entries reported by the kernel, duplicates included. */
+  /** Entries the kernel returned, duplicates included. */
   entries: number;
-  /** Distinct keys among them. */
+  /** Distinct keys among them: the entries reported. */
   distinct: number;
-  /** The entry count the dump was checked against, if known. */
+  /** Entries the kernel returned again, dropped (restarts, range overlaps, keys rewritten ahead of the walk). */
+  duplicates: number;
+  /** Times a per-entry walk was sent back to the first bucket (0 for other methods). */
+  restarts: number;
+  /** The kernel's count just after the walk (or the count given), if known. */
   expected: number | null;
+  /** The kernel's count just before the walk, if known. */
+  countBefore: number | null;
   /** Why the dump could not be checked against the kernel's count, or `null` when it was. */
   countUnavailable: string | null;
+  /**
+   * Whether the map was written during the dump, as far as can be told: the kernel's count
+   * moved, or the kernel's walk returned a key again.
+   */
+  changed: boolean;
+  /**
+   * Whether the method reports every key that stayed in the map, unchanged, for the whole
+   * dump exactly once even while the map is written: true for batch, parallel batch and
+   * per-entry (with restarts followed); false for bpf_iter (it walks under RCU only and
+   * resumes each read at a bucket plus a count of elements to skip) and the study's loop.
+   */
+  stableOnce: boolean;
   /** Wall-clock seconds of the walk. */
   seconds: number;
   /** Seconds of untimed setup before the walk (loading and attaching the iterator). */
@@ -99,9 +127,12 @@ export interface DumpResult {
   batches: number;
   /** Memory before and after the walk, and the process's peak RSS after it. */
   memory: { start: MemoryFigures; end: MemoryFigures; peakRss: number | null };
-  /** Whether every key was seen once and as many keys as the kernel counts: nothing less. */
+  /**
+   * Whether the dump is proven whole: the map did not change, every key came once, and as
+   * many keys as the kernel counts. Nothing less.
+   */
   verified: boolean;
-  /** What is wrong (keys seen twice, a count that differs), or `null` when nothing was found. */
+  /** What is wrong, or `null` when nothing was found: a still map whose keys do not match its count, or the study's loop. */
   problem: string | null;
 }
 
@@ -112,17 +143,21 @@ function memory(): MemoryFigures {
 
 /** Why a dump cannot be trusted, or `null`. */
 function findProblem(
+  method: DumpMethod,
   entries: number,
   distinct: number,
-  expected: number | undefined,
+  changed: boolean,
+  before: number | undefined,
+  after: number | undefined,
 ): string | null {
-  if (distinct !== entries) {
+  if (method === "seed-compat" && distinct !== entries) {
     return `${
       entries - distinct
     } of ${entries} keys were reported more than once (${distinct} distinct)`;
   }
-  if (expected !== undefined && distinct !== expected) {
-    return `saw ${distinct} distinct keys but the kernel counts ${expected} entries (was the map written during the dump?)`;
+  if (!changed && after !== undefined && distinct !== after) {
+    const counts = before === after ? `${after} entries before and after` : `${after} entries`;
+    return `saw ${distinct} distinct keys but the kernel counts ${counts} (was the map written during the dump?)`;
   }
   return null;
 }
@@ -133,48 +168,101 @@ function asKernelCount(expected: number | KernelCount): KernelCount {
 
 /**
  * A dump's verdict in one line, claiming no more than was checked: `Verified: ...` only when
- * every key was seen once and the count matches the kernel's.
+ * the map stood still, every key was seen once and the count matches the kernel's.
  */
 export function verdict(result: DumpResult): string {
   if (result.problem !== null) return `NOT VERIFIED: ${result.problem}`;
+  if (result.changed) {
+    const counts = result.countBefore !== null && result.expected !== null
+      ? `kernel count ${result.countBefore} -> ${result.expected}`
+      : `kernel count unavailable: ${result.countUnavailable}`;
+    const dropped = [
+      result.duplicates ? `${result.duplicates} repeated keys dropped` : "",
+      result.restarts ? `${result.restarts} restarts followed` : "",
+    ].filter(Boolean).join(", ");
+    const promise = result.stableOnce
+      ? "keys present and unchanged throughout were reported once"
+      : `${result.method} does not promise keys present throughout once: they may have been skipped or repeated`;
+    return `Map written during the dump (${counts}): each key once, ${result.distinct} keys${
+      dropped ? `; ${dropped}` : ""
+    }; ${promise}`;
+  }
   if (result.countUnavailable !== null) {
     return `Every key once, ${result.distinct} distinct; kernel count unavailable: ${result.countUnavailable}`;
   }
   return `Verified: every key once, ${result.distinct} distinct (kernel count ${result.expected})`;
 }
 
-/** Runs one method's walk, handing every key it reports to `keys`. */
+/** A batch without the entries at `drop` (indexes in ascending order): fresh buffers. */
+function withoutEntries(batch: BatchView, drop: number[], keySize: number, valueBytes: number) {
+  const count = batch.count - drop.length;
+  const keys = new Uint8Array(count * keySize);
+  const values = new Uint8Array(count * valueBytes);
+  for (let i = 0, kept = 0, d = 0; i < batch.count; i++) {
+    if (drop[d] === i) {
+      d++;
+      continue;
+    }
+    keys.set(batch.keys.subarray(i * keySize, (i + 1) * keySize), kept * keySize);
+    values.set(batch.values.subarray(i * valueBytes, (i + 1) * valueBytes), kept * valueBytes);
+    kept++;
+  }
+  return { keys, values, count };
+}
+
+/** Runs one method's walk: every key into `keys`, each key once to `visit`. */
 async function walk(
   map: BpfMap,
   method: DumpMethod,
   keys: KeySet,
   options: DumpOptions,
-): Promise<WalkStats> {
+): Promise<WalkStats & { restarts: number }> {
   const chunk = options.chunk ?? DEFAULT_CHUNK;
-  const addBatch = (batch: BatchView) => keys.addPacked(batch.keys, batch.count);
+  const visit = options.visit;
+  const drop: number[] = [];
+  const onDuplicate = visit ? (i: number) => drop.push(i) : undefined;
+  const addBatch = (batch: BatchView) => {
+    const repeated = keys.addPacked(batch.keys, batch.count, onDuplicate);
+    if (!visit) return;
+    if (repeated === 0 || method === "seed-compat") visit(batch);
+    else visit(withoutEntries(batch, drop, map.keySize, map.valueBytes));
+    drop.length = 0;
+  };
+  const batchStats = (stats: WalkStats) => ({ ...stats, restarts: 0 });
   switch (method) {
-    case "normal":
-      return map.forEachEntry((key) => keys.add(key));
+    case "normal": {
+      const stats = map.forEachEntry(
+        visit ? (key, value) => visit({ keys: key, values: value, count: 1 }) : () => {},
+        { keys, maxRestarts: options.maxRestarts },
+      );
+      return { ...stats, restarts: stats.restarts ?? 0 };
+    }
     case "batch":
-      return map.forEachBatch(addBatch, { chunk });
+      return batchStats(map.forEachBatch(addBatch, { chunk }));
     case "seed-compat":
-      return map.forEachBatch(addBatch, {
+      return batchStats(map.forEachBatch(addBatch, {
         chunk,
         seedCompat: { maxCalls: Math.floor(map.info.maxEntries / chunk) },
-      });
+      }));
     case "parallel":
-      return await forEachBatchParallel(map, addBatch, {
-        chunk,
-        ranges: options.ranges,
-        pool: options.pool,
-      });
+      return batchStats(
+        await forEachBatchParallel(map, addBatch, {
+          chunk,
+          ranges: options.ranges,
+          pool: options.pool,
+        }),
+      );
     case "iter":
-      return options.iterator!.forEachBatch(addBatch);
+      return batchStats(options.iterator!.forEachBatch(addBatch));
   }
 }
 
 /**
- * Dumps `map` by one method, counting every key it reports and timing the walk.
+ * Dumps `map` by one method, counting every key it reports and timing the walk. Keys the
+ * kernel returns again (a per-entry walk sent back to the first bucket, parallel ranges that
+ * overlap while keys are written around their ends) are dropped and counted, so `visit`
+ * hears each key once; a per-entry walk follows restarts from its last key still present and
+ * gives up after `maxRestarts`.
  *
  * @example
  * ```ts
@@ -186,15 +274,20 @@ async function walk(
  */
 export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<DumpResult> {
   const method = options.method ?? "batch";
-  const expected = options.expected ?? readKernelCountInBackground(map);
   const setupStart = performance.now();
+  const given = options.expected === undefined ? undefined : asKernelCount(options.expected);
+  const opened = given || options.counter ? undefined : KernelCounter.open();
+  const counter = options.counter ?? (typeof opened === "string" ? undefined : opened);
+  const countNow = (): KernelCount =>
+    given ?? counter?.count(map) ?? { unavailable: opened as string };
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
   const started = method === "parallel" && !options.pool
     ? await ParallelPool.forRanges(options.ranges)
     : undefined;
   const setupSeconds = (performance.now() - setupStart) / 1000;
   try {
-    const keys = new KeySet(map.keySize);
+    const keys = new KeySet(map.keySize, map.info.maxEntries);
+    const before = countNow();
     const start = memory();
     const cpuStart = cpuTimes();
     const t0 = performance.now();
@@ -205,15 +298,29 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     });
     const seconds = (performance.now() - t0) / 1000;
     const cpuEnd = cpuTimes();
-    const counted = asKernelCount(await expected);
-    const problem = findProblem(keys.added, keys.distinct, counted.count);
+    const after = countNow();
+    const duplicates = method === "seed-compat" ? 0 : keys.duplicates;
+    const changed = before.count !== after.count || duplicates > 0 || stats.restarts > 0;
+    const problem = findProblem(
+      method,
+      keys.added,
+      keys.distinct,
+      changed,
+      before.count,
+      after.count,
+    );
     return {
       method,
       backend: methodBackend(method, map),
       entries: keys.added,
       distinct: keys.distinct,
-      expected: counted.count ?? null,
-      countUnavailable: counted.unavailable ?? null,
+      duplicates,
+      restarts: stats.restarts,
+      expected: after.count ?? null,
+      countBefore: before.count ?? null,
+      countUnavailable: after.unavailable ?? null,
+      changed,
+      stableOnce: method !== "iter" && method !== "seed-compat",
       seconds,
       setupSeconds,
       user: cpuEnd.user - cpuStart.user,
@@ -222,11 +329,12 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
       chunk: stats.chunk,
       batches: stats.batches,
       memory: { start, end: memory(), peakRss: peakRss() ?? null },
-      verified: problem === null && counted.count !== undefined,
+      verified: problem === null && !changed && after.count !== undefined,
       problem,
     };
   } finally {
     attached?.close();
     started?.close();
+    if (typeof opened !== "string") opened?.close();
   }
 }

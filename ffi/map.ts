@@ -28,6 +28,7 @@ import {
   type BatchOptions,
   BatchWalker,
   EntryWalker,
+  type EntryWalkOptions,
   type WalkTarget,
 } from "./walk.ts";
 
@@ -498,7 +499,8 @@ export class BpfMap implements Disposable {
   /**
    * Visits every entry with GET_NEXT_KEY + LOOKUP_ELEM, two system calls per entry. The
    * views passed to `visit` are reused: copy what must outlive the call. Allocates nothing
-   * per entry.
+   * per entry. With `options.keys`, each key is visited once even while the map is written
+   * (see `EntryWalkOptions`).
    *
    * @example
    * ```ts
@@ -508,14 +510,19 @@ export class BpfMap implements Disposable {
    * map.forEachEntry((key) => { sum += new DataView(key.buffer, key.byteOffset).getUint32(0, true); });
    * ```
    */
-  forEachEntry(visit: (key: Uint8Array, value: Uint8Array) => void): WalkStats {
-    const walker = new EntryWalker(this.#target());
+  forEachEntry(
+    visit: (key: Uint8Array, value: Uint8Array) => void,
+    options: EntryWalkOptions = {},
+  ): WalkStats & { restarts?: number } {
+    const walker = new EntryWalker(this.#target(), options);
     let entries = 0;
     while (walker.next()) {
       entries++;
       visit(walker.key, walker.value);
     }
-    return { entries, syscalls: walker.syscalls, batches: 0, chunk: 0 };
+    const stats = { entries, syscalls: walker.syscalls, batches: 0, chunk: 0 };
+    // Restarts are followed, and counted, only by walks that keep their keys.
+    return options.keys ? { ...stats, restarts: walker.restarts } : stats;
   }
 
   /**

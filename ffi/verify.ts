@@ -1,14 +1,106 @@
 /**
  * `KeySet`: counts the distinct keys a dump reports, so a dump can prove it saw every key
- * exactly once. Nothing here allocates per key for 4-byte keys: they go into a bitmap of
- * 64 Ki-key pages made on first use (a dense u32 map of N keys costs N / 8 bytes). Other
- * key sizes go into a `Set` of their bytes as strings.
+ * exactly once. Nothing here allocates per key: 4-byte keys go into a bitmap of 64 Ki-key
+ * pages made on first use (a dense u32 map of N keys costs N / 8 bytes); other key sizes go
+ * into an open-addressing table over the key bytes, held in typed arrays (one 32-bit hash
+ * per slot, then the key's words), that doubles when half full.
  *
  * @module
  */
 
 const PAGE_BITS = 16;
 const PAGE_KEYS = 1 << PAGE_BITS;
+/** Slots of a table before it first grows (it doubles when half full). */
+const FIRST_SLOTS = 1 << 12;
+/** The most keys a table is sized for up front, whatever the map's `maxEntries`. */
+const MAX_PRESIZE = 1 << 20;
+
+/** The distinct 4-byte keys seen, one bit each. */
+class KeyBitmap {
+  readonly #pages: (Uint8Array | undefined)[] = [];
+
+  /** Adds `key`; true when it was there already. */
+  add(key: number): boolean {
+    const page = this.#pages[key >>> PAGE_BITS] ??= new Uint8Array(PAGE_KEYS / 8);
+    const bit = key & (PAGE_KEYS - 1);
+    const byte = bit >>> 3;
+    const mask = 1 << (bit & 7);
+    if (page[byte] & mask) return true;
+    page[byte] |= mask;
+    return false;
+  }
+}
+
+/**
+ * The distinct keys of any size seen, by open addressing: slot `s` holds a hash in
+ * `#hashes[s]` (0 for an empty slot; hashes are odd) and the key, zero-padded to whole 32-bit
+ * words, at `#keys[s * words]`. Linear probing; compares words only where hashes match.
+ */
+class KeyTable {
+  readonly #words: number;
+  #mask: number;
+  #hashes: Uint32Array;
+  #keys: Uint32Array;
+  #count = 0;
+
+  constructor(words: number, expected: number) {
+    this.#words = words;
+    let slots = FIRST_SLOTS;
+    while (slots < 2 * Math.min(expected, MAX_PRESIZE)) slots *= 2;
+    this.#mask = slots - 1;
+    this.#hashes = new Uint32Array(slots);
+    this.#keys = new Uint32Array(slots * words);
+  }
+
+  /** Adds the key at word `at` of `words`; true when it was there already. */
+  add(source: Uint32Array, at: number): boolean {
+    if (2 * this.#count >= this.#hashes.length) this.#grow();
+    const words = this.#words;
+    let hash = 0x811c9dc5;
+    for (let i = 0; i < words; i++) {
+      hash = Math.imul(hash ^ source[at + i], 0x9e3779b1);
+      hash ^= hash >>> 15;
+    }
+    hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+    hash = ((hash ^ (hash >>> 13)) | 1) >>> 0;
+    const hashes = this.#hashes;
+    const keys = this.#keys;
+    const mask = this.#mask;
+    for (let slot = hash & mask;; slot = (slot + 1) & mask) {
+      const held = hashes[slot];
+      const offset = slot * words;
+      if (held === 0) {
+        hashes[slot] = hash;
+        for (let i = 0; i < words; i++) keys[offset + i] = source[at + i];
+        this.#count++;
+        return false;
+      }
+      if (held === hash) {
+        let i = 0;
+        while (i < words && keys[offset + i] === source[at + i]) i++;
+        if (i === words) return true;
+      }
+    }
+  }
+
+  #grow(): void {
+    const oldHashes = this.#hashes;
+    const oldKeys = this.#keys;
+    const words = this.#words;
+    const slots = oldHashes.length * 2;
+    const mask = this.#mask = slots - 1;
+    const hashes = this.#hashes = new Uint32Array(slots);
+    const keys = this.#keys = new Uint32Array(slots * words);
+    for (let old = 0; old < oldHashes.length; old++) {
+      const hash = oldHashes[old];
+      if (hash === 0) continue;
+      let slot = hash & mask;
+      while (hashes[slot] !== 0) slot = (slot + 1) & mask;
+      hashes[slot] = hash;
+      keys.set(oldKeys.subarray(old * words, (old + 1) * words), slot * words);
+    }
+  }
+}
 
 /** The distinct keys seen so far, and how many were seen more than once. */
 export class KeySet {
@@ -17,11 +109,31 @@ export class KeySet {
   /** Keys added that had been added before. */
   duplicates = 0;
   readonly #keySize: number;
-  readonly #pages: (Uint8Array | undefined)[] = [];
-  readonly #other = new Set<string>();
+  readonly #bitmap: KeyBitmap | undefined;
+  readonly #table: KeyTable | undefined;
+  /** One key, zero-padded to whole words, for keys that cannot be read in place. */
+  readonly #scratch: Uint32Array;
+  readonly #scratchBytes: Uint8Array;
 
-  constructor(keySize: number) {
+  /**
+   * A set for keys of `keySize` bytes; `expected`, the number of keys likely to come (e.g. the
+   * map's `maxEntries`), sizes the table up front (up to a million keys).
+   *
+   * @example
+   * ```ts
+   * import { KeySet } from "../mod.ts";
+   * const keys = new KeySet(16);
+   * keys.addPacked(new Uint8Array(32), 2); // two equal 16-byte keys
+   * console.log(keys.distinct, keys.duplicates); // 1 1
+   * ```
+   */
+  constructor(keySize: number, expected = 0) {
     this.#keySize = keySize;
+    const words = Math.ceil(keySize / 4);
+    if (keySize === 4) this.#bitmap = new KeyBitmap();
+    else this.#table = new KeyTable(words, expected);
+    this.#scratch = new Uint32Array(words);
+    this.#scratchBytes = new Uint8Array(this.#scratch.buffer);
   }
 
   /** Distinct keys seen. */
@@ -29,45 +141,38 @@ export class KeySet {
     return this.added - this.duplicates;
   }
 
-  #addU32(key: number): void {
-    const index = key >>> PAGE_BITS;
-    const page = this.#pages[index] ??= new Uint8Array(PAGE_KEYS / 8);
-    const bit = key & (PAGE_KEYS - 1);
-    const byte = bit >>> 3;
-    const mask = 1 << (bit & 7);
-    if (page[byte] & mask) this.duplicates++;
-    else page[byte] |= mask;
-    this.added++;
+  /** Adds one key (`keySize` bytes); false when it had been added before. */
+  add(key: Uint8Array): boolean {
+    return this.addPacked(key, 1) === 0;
   }
 
-  #addBytes(key: Uint8Array): void {
-    const text = String.fromCharCode(...key);
-    if (this.#other.has(text)) this.duplicates++;
-    else this.#other.add(text);
-    this.added++;
-  }
-
-  /** Adds one key (`keySize` bytes). */
-  add(key: Uint8Array): void {
-    if (this.#keySize === 4) {
-      this.#addU32(
-        (key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24)) >>> 0,
-      );
-    } else {
-      this.#addBytes(key);
-    }
-  }
-
-  /** Adds `count` packed keys. */
-  addPacked(keys: Uint8Array, count: number): void {
-    if (this.#keySize === 4 && keys.byteOffset % 4 === 0) {
-      const words = new Uint32Array(keys.buffer, keys.byteOffset, count);
-      for (let i = 0; i < count; i++) this.#addU32(words[i]);
-      return;
-    }
+  /**
+   * Adds `count` packed keys and returns how many had been added before; `onDuplicate`, if
+   * given, hears the index of each.
+   */
+  addPacked(keys: Uint8Array, count: number, onDuplicate?: (index: number) => void): number {
+    const before = this.duplicates;
     const size = this.#keySize;
+    const inPlace = size % 4 === 0 && keys.byteOffset % 4 === 0;
+    const words = inPlace ? new Uint32Array(keys.buffer, keys.byteOffset, count * size / 4) : null;
+    const bitmap = this.#bitmap;
     for (let i = 0; i < count; i++) {
-      this.add(keys.subarray(i * size, (i + 1) * size));
+      let source = this.#scratch;
+      let at = 0;
+      if (words) {
+        source = words;
+        at = i * (size >>> 2);
+      } else {
+        const scratch = this.#scratchBytes;
+        for (let b = 0, from = i * size; b < size; b++) scratch[b] = keys[from + b];
+      }
+      const seen = bitmap ? bitmap.add(source[at]) : this.#table!.add(source, at);
+      if (seen) {
+        this.duplicates++;
+        onDuplicate?.(i);
+      }
     }
+    this.added += count;
+    return this.duplicates - before;
   }
 }

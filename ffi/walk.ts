@@ -11,6 +11,7 @@ import type { Backend, BatchCall, BatchCommandName, ElemCall } from "./backend.t
 import { ownedBytes } from "./buffers.ts";
 import { BpfCommand } from "./constants.ts";
 import { check, Errno } from "./errors.ts";
+import type { KeySet } from "./verify.ts";
 
 /** What a walker needs to know of the map it walks. */
 export interface WalkTarget {
@@ -28,10 +29,35 @@ export interface WalkTarget {
   readonly subject: string;
 }
 
+/** Options of a per-entry walk. */
+export interface EntryWalkOptions {
+  /**
+   * The keys seen, for a walk that must report each key once while the map changes: a key
+   * seen before is dropped (and counted), and a walk that restarted at the first bucket
+   * (`GET_NEXT_KEY` from a key deleted meanwhile) resumes after the last key it reported that
+   * still exists. Without it, the walk follows the kernel as it is.
+   */
+  keys?: KeySet;
+  /** Restarts tolerated before the walk gives up with an error (default 10,000). */
+  maxRestarts?: number;
+}
+
+/** Keys remembered to resume from after a restart: the last ones the walk reported. */
+const RESUME_KEYS = 16;
+/** Restarts a walk tolerates by default. */
+export const DEFAULT_MAX_RESTARTS = 10_000;
+
 /**
  * Walks a map one entry at a time. After `next()` returns true, `key` and `value` view the
  * entry; they alternate between two key buffers, so a view is valid until the second next
  * call after it. An entry deleted between GET_NEXT_KEY and LOOKUP_ELEM is skipped.
+ *
+ * With `keys` (see `EntryWalkOptions`), the walk reports each key once and bounds itself:
+ * `GET_NEXT_KEY` from a key deleted since it was returned silently starts again at the first
+ * bucket (kernel `htab_map_get_next_key`), which shows as a key seen before. The walk then
+ * looks for the newest of its last 16 reported keys that still exists and goes on after it;
+ * keys in between were reported already, or were written during the walk. After
+ * `maxRestarts` restarts it throws, naming the batch walk as the way out.
  */
 export class EntryWalker {
   /** The current key (a view into a buffer the walker reuses). */
@@ -40,21 +66,33 @@ export class EntryWalker {
   readonly value: Uint8Array;
   /** System calls made so far. */
   syscalls = 0;
+  /** Keys the kernel returned again and the walk dropped. */
+  duplicates = 0;
+  /** Times the kernel's walk went back to the first bucket. */
+  restarts = 0;
   readonly #first: ElemCall;
   readonly #nextFrom: [ElemCall, ElemCall];
   readonly #lookup: [ElemCall, ElemCall];
   readonly #keys: [Uint8Array, Uint8Array];
   readonly #subject: string;
+  readonly #seen: KeySet | undefined;
+  readonly #maxRestarts: number;
+  /** The last keys reported, oldest overwritten first. */
+  readonly #recent: Uint8Array;
+  #recentCount = 0;
   /** Which key buffer holds the current key: -1 before the first entry. */
   #current = -1;
   #finished = false;
 
-  constructor(target: WalkTarget) {
+  constructor(target: WalkTarget, options: EntryWalkOptions = {}) {
     const { backend, fd } = target;
     this.#keys = [ownedBytes(target.keySize), ownedBytes(target.keySize)];
     this.value = ownedBytes(target.valueBytes);
     this.key = this.#keys[0];
     this.#subject = target.subject;
+    this.#seen = options.keys;
+    this.#maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    this.#recent = new Uint8Array(this.#seen ? RESUME_KEYS * target.keySize : 0);
     this.#first = backend.elem("nextKey", fd, null, this.#keys[0]);
     this.#nextFrom = [
       backend.elem("nextKey", fd, this.#keys[0], this.#keys[1]),
@@ -83,10 +121,49 @@ export class EntryWalker {
       this.syscalls++;
       if (looked === -Errno.ENOENT) continue; // deleted since GET_NEXT_KEY returned it
       if (looked < 0) check(looked, BpfCommand.MAP_LOOKUP_ELEM, { subject: this.#subject });
+      if (this.#seen && !this.#seen.add(this.#keys[slot])) {
+        this.duplicates++;
+        this.#resume(from, slot);
+        continue;
+      }
       this.key = this.#keys[slot];
+      if (this.#seen) this.#remember(this.key);
       return true;
     }
     return false;
+  }
+
+  #remember(key: Uint8Array): void {
+    this.#recent.set(key, (this.#recentCount++ % RESUME_KEYS) * key.byteLength);
+  }
+
+  /**
+   * After GET_NEXT_KEY from the key in buffer `from` gave a key seen before (now in buffer
+   * `slot`): if that key still exists, it was deleted and written again ahead of the walk,
+   * which goes on. Else the kernel restarted: go on after the newest remembered key that
+   * still exists (from the first bucket when none does).
+   */
+  #resume(from: number, slot: number): void {
+    if (from >= 0 && this.#lookup[from]() !== -Errno.ENOENT) {
+      this.syscalls++;
+      return;
+    }
+    if (from >= 0) this.syscalls++;
+    if (++this.restarts > this.#maxRestarts) {
+      throw new Error(
+        `The per-entry walk of ${this.#subject} restarted at the first bucket ${this.#maxRestarts} times: the map changes faster than GET_NEXT_KEY can follow; dump it in batches (LOOKUP_BATCH), which copies each bucket whole`,
+      );
+    }
+    const size = this.#keys[0].byteLength;
+    const remembered = Math.min(this.#recentCount, RESUME_KEYS);
+    for (let back = 1; back <= remembered; back++) {
+      const at = ((this.#recentCount - back) % RESUME_KEYS) * size;
+      this.#keys[slot].set(this.#recent.subarray(at, at + size));
+      const looked = this.#lookup[slot]();
+      this.syscalls++;
+      if (looked !== -Errno.ENOENT) return; // go on after this key
+    }
+    this.#current = -1; // nothing remembered exists: start over; what was seen is dropped
   }
 }
 

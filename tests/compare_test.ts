@@ -138,6 +138,79 @@ bpfTest("compare.ts prints verified JSON lines, a table of every method and an S
   }
 });
 
+/** The references `make peers` builds, as `compare.ts --peers` names them. */
+const REFERENCES = [
+  "C / per-entry",
+  "C / batch",
+  "C / parallel batch",
+  "C / bpf_iter",
+  "Go study / per-entry",
+  "Go study / batch as written",
+  "Go study / batch, cursor advanced",
+  "node_bpf / per-entry",
+  "node_bpf / batch",
+];
+
+bpfTest("compare.ts --peers runs C, the Go study and node_bpf beside our methods", async () => {
+  const entries = 50_000;
+  const result = await run(
+    "compare.ts",
+    "--entries",
+    String(entries),
+    "--rounds",
+    "2",
+    "--peers",
+    "--json",
+  );
+  assertOk(result, "compare.ts --peers --json");
+  const lines = jsonLines(result.stdout);
+  assert.deepEqual(lines.map((line) => line.method), [...METHODS, ...REFERENCES]);
+  const row = (method: string) => lines.find((line) => line.method === method)!;
+  for (const method of REFERENCES) {
+    const line = row(method);
+    const what = JSON.stringify(line);
+    if (method.startsWith("node_bpf") && line.skipped !== null) {
+      // Optional: the row says why it is missing.
+      assert.match(line.skipped as string, /\S/, what);
+      continue;
+    }
+    assert.equal(line.skipped, null, what);
+    assert.equal(line.reference, true, what);
+    assert.equal(line.rounds, 2, what);
+    assert.equal(line.comparedWith, "C", what);
+    if (method === "Go study / batch as written") {
+      // The study's loop: max_entries / 4096 calls from the same cursor, the first buckets
+      // over and over: about one chunk of distinct keys, far fewer than the entries counted.
+      assert.equal(line.syscalls, Math.floor(entries / 4096), what);
+      assert.ok((line.distinct as number) <= 4096 && (line.distinct as number) > 3500, what);
+      assert.ok((line.entries as number) > 10 * (line.distinct as number), what);
+      assert.equal(line.verified, false, what);
+      continue;
+    }
+    assert.equal(line.entries, entries, what);
+    assert.equal(line.distinct, entries, what);
+    assert.equal(line.verified, true, what);
+    assert.ok(typeof line.peakRss === "number" && line.peakRss > 0, what);
+  }
+  // Each row's ratio is to the C reference's walk of its kind.
+  const ratios: [string, string][] = [
+    ["per-entry / syscall", "C / per-entry"],
+    ["batch / libbpf", "C / batch"],
+    ["parallel batch / syscall", "C / parallel batch"],
+    ["bpf_iter", "C / bpf_iter"],
+    ["Go study / batch, cursor advanced", "C / batch"],
+    ["C / batch", "C / batch"],
+  ];
+  for (const [method, reference] of ratios) {
+    const expected = (row(method).median as number) / (row(reference).median as number);
+    assert.ok(
+      Math.abs((row(method).ratioToReference as number) - expected) < 1e-9,
+      `${method}: ${row(method).ratioToReference}, expected ${expected}`,
+    );
+  }
+  assert.equal(row("C / per-entry").syscalls, 2 * entries + 1);
+});
+
 bpfTest("compare.ts --type array dumps an array by every method", async () => {
   const result = await run(
     "compare.ts",

@@ -696,16 +696,21 @@ bpfTest(
       assertOk(walked, "normal.ts while its map's holder exits");
       assert.match(walked.stdout, /Count 300000 entries/);
 
-      // Entries deleted mid-walk: the walk ends and says it cannot vouch for what it read.
+      // Entries deleted mid-walk: the walk ends, and its verdict says the map was written
+      // meanwhile, with the kernel's count before and after, not "verified".
       assertOk(await run("load.ts", "--entries", "300000", "--pin", pin), "load.ts");
       const emptied = new Running("normal.ts", ["--pin", pin]);
       await emptied.waitFor("Start to iterate");
       using map = BpfMap.fromPin(pin);
       map.forEachBatchAndDelete(() => {});
       const verdict = await emptied.finish();
-      assert.equal(verdict.code, 1, `expected exit 1:\n${verdict.stdout}\n${verdict.stderr}`);
+      assertOk(verdict, "normal.ts on a map emptied during the walk");
       assertNoStack(verdict.stderr);
-      assert.match(verdict.stderr, /^error: dump not verified: /m);
+      assert.doesNotMatch(verdict.stdout, /Verified/);
+      assert.match(
+        verdict.stdout,
+        /^Map written during the dump \(kernel count 300000 -> \d+\): each key once, \d+ keys/m,
+      );
     } finally {
       await held.stop();
       removePin(pin);
