@@ -13,7 +13,7 @@ import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
 import { forEachBatchParallel, ParallelPool } from "./parallel.ts";
 import { peakRss } from "./system.ts";
-import { KeySet } from "./verify.ts";
+import { KeySet, KeySetInBackground } from "./verify.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
 
 /** The ways to dump a map. */
@@ -56,6 +56,8 @@ export interface DumpOptions {
   visit?: (batch: BatchView) => void;
   /** Restarts a per-entry walk tolerates before it gives up (default 10,000). */
   maxRestarts?: number;
+  /** Hears each key the kernel returned again, before it is dropped (a view, reused). */
+  onRepeat?: (key: Uint8Array) => void;
   /**
    * The number of entries the map holds, when the caller knows it (the map is still): the
    * dump is checked against it. Else the kernel's count is read just before the walk and
@@ -216,24 +218,32 @@ async function walk(
   method: DumpMethod,
   keys: KeySet,
   options: DumpOptions,
+  background: KeySetInBackground | undefined,
 ): Promise<WalkStats & { restarts: number }> {
   const chunk = options.chunk ?? DEFAULT_CHUNK;
   const visit = options.visit;
   const drop: number[] = [];
-  const onDuplicate = visit ? (i: number) => drop.push(i) : undefined;
-  const addBatch = (batch: BatchView) => {
-    const repeated = keys.addPacked(batch.keys, batch.count, onDuplicate);
-    if (!visit) return;
-    if (repeated === 0 || method === "seed-compat") visit(batch);
-    else visit(withoutEntries(batch, drop, map.keySize, map.valueBytes));
-    drop.length = 0;
-  };
+  const onRepeat = options.onRepeat;
+  const onDuplicate = visit || onRepeat ? (i: number) => drop.push(i) : undefined;
+  const addBatch = background
+    ? (batch: BatchView) => background.addPacked(batch.keys, batch.count)
+    : (batch: BatchView) => {
+      const repeated = keys.addPacked(batch.keys, batch.count, onDuplicate);
+      if (onRepeat) {
+        for (const i of drop) {
+          onRepeat(batch.keys.subarray(i * map.keySize, (i + 1) * map.keySize));
+        }
+      }
+      if (visit && (repeated === 0 || method === "seed-compat")) visit(batch);
+      else if (visit) visit(withoutEntries(batch, drop, map.keySize, map.valueBytes));
+      drop.length = 0;
+    };
   const batchStats = (stats: WalkStats) => ({ ...stats, restarts: 0 });
   switch (method) {
     case "normal": {
       const stats = map.forEachEntry(
         visit ? (key, value) => visit({ keys: key, values: value, count: 1 }) : () => {},
-        { keys, maxRestarts: options.maxRestarts },
+        { keys, maxRestarts: options.maxRestarts, onRepeat },
       );
       return { ...stats, restarts: stats.restarts ?? 0 };
     }
@@ -284,6 +294,13 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   const started = method === "parallel" && !options.pool
     ? await ParallelPool.forRanges(options.ranges)
     : undefined;
+  // Keys other than 4 bytes cost a hash table probe each: where no key is needed at once
+  // (nothing to hand over without its repeats), another thread counts them while this one
+  // walks. 4-byte keys go into a bitmap, which is faster than the hand-over.
+  const background = options.visit || options.onRepeat || map.keySize === 4 ||
+      (method !== "batch" && method !== "iter")
+    ? undefined
+    : KeySetInBackground.start(map.keySize, map.info.maxEntries);
   const setupSeconds = (performance.now() - setupStart) / 1000;
   try {
     const keys = new KeySet(map.keySize, map.info.maxEntries);
@@ -295,16 +312,18 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
       ...options,
       iterator: options.iterator ?? attached,
       pool: options.pool ?? started,
-    });
+    }, background);
+    const counted = background ? await background.counts() : keys;
     const seconds = (performance.now() - t0) / 1000;
     const cpuEnd = cpuTimes();
     const after = countNow();
-    const duplicates = method === "seed-compat" ? 0 : keys.duplicates;
+    const duplicates = method === "seed-compat" ? 0 : counted.duplicates;
+    const distinct = counted.added - counted.duplicates;
     const changed = before.count !== after.count || duplicates > 0 || stats.restarts > 0;
     const problem = findProblem(
       method,
-      keys.added,
-      keys.distinct,
+      counted.added,
+      distinct,
       changed,
       before.count,
       after.count,
@@ -312,8 +331,8 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     return {
       method,
       backend: methodBackend(method, map),
-      entries: keys.added,
-      distinct: keys.distinct,
+      entries: counted.added,
+      distinct,
       duplicates,
       restarts: stats.restarts,
       expected: after.count ?? null,
@@ -335,6 +354,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   } finally {
     attached?.close();
     started?.close();
+    background?.close();
     if (typeof opened !== "string") opened?.close();
   }
 }

@@ -8,6 +8,8 @@
  * @module
  */
 
+import type { KeySetReply, KeySetRequest } from "./_keyset_worker.ts";
+
 const PAGE_BITS = 16;
 const PAGE_KEYS = 1 << PAGE_BITS;
 /** Slots of a table before it first grows (it doubles when half full). */
@@ -143,7 +145,17 @@ export class KeySet {
 
   /** Adds one key (`keySize` bytes); false when it had been added before. */
   add(key: Uint8Array): boolean {
-    return this.addPacked(key, 1) === 0;
+    let seen: boolean;
+    if (this.#bitmap) {
+      seen = this.#bitmap.add((key[0] | (key[1] << 8) | (key[2] << 16) | (key[3] << 24)) >>> 0);
+    } else {
+      const scratch = this.#scratchBytes;
+      for (let b = 0; b < this.#keySize; b++) scratch[b] = key[b];
+      seen = this.#table!.add(this.#scratch, 0);
+    }
+    this.added++;
+    if (seen) this.duplicates++;
+    return !seen;
   }
 
   /**
@@ -174,5 +186,81 @@ export class KeySet {
     }
     this.added += count;
     return this.duplicates - before;
+  }
+}
+
+const WORKER_MODULE = new URL("./_keyset_worker.ts", import.meta.url);
+
+/**
+ * A `KeySet` on a thread of its own: `addPacked` copies the keys and hands them over, and
+ * `counts()` waits for the worker to count them all. For dumps that only count (no key is
+ * needed at once to drop a repeat), where the walk's thread should go back to the kernel
+ * as soon as it can. Needs read access to this module's folder, as Workers do; `start`
+ * returns `undefined` without it.
+ *
+ * @example
+ * ```ts
+ * import { KeySetInBackground } from "./verify.ts";
+ * const keys = await KeySetInBackground.start(16, 1_000_000);
+ * if (keys) {
+ *   keys.addPacked(new Uint8Array(32), 2);
+ *   console.log(await keys.counts()); // { added: 2, duplicates: 1 }
+ *   keys.close();
+ * }
+ * ```
+ */
+export class KeySetInBackground implements Disposable {
+  readonly #worker: Worker;
+  readonly #keySize: number;
+  readonly #free: ArrayBuffer[] = [];
+  #counts: ((counts: { added: number; duplicates: number }) => void) | undefined;
+
+  private constructor(worker: Worker, keySize: number) {
+    this.#worker = worker;
+    this.#keySize = keySize;
+    worker.onmessage = (event: MessageEvent<KeySetReply>) => {
+      const reply = event.data;
+      if (reply.kind === "free") this.#free.push(reply.buffer);
+      else this.#counts?.({ added: reply.added, duplicates: reply.duplicates });
+    };
+  }
+
+  /** Starts the worker, or `undefined` when Workers may not load their module here. */
+  static start(keySize: number, expected = 0): KeySetInBackground | undefined {
+    if (
+      WORKER_MODULE.protocol === "file:" &&
+      Deno.permissions.querySync({ name: "read", path: new URL(".", WORKER_MODULE).pathname })
+          .state !== "granted"
+    ) return undefined;
+    const worker = new Worker(WORKER_MODULE, { type: "module" });
+    worker.postMessage({ kind: "start", keySize, expected } satisfies KeySetRequest);
+    return new KeySetInBackground(worker, keySize);
+  }
+
+  /** Copies `count` packed keys to the worker. */
+  addPacked(keys: Uint8Array, count: number): void {
+    const bytes = count * this.#keySize;
+    let buffer = this.#free.pop();
+    if (!buffer || buffer.byteLength < bytes) buffer = new ArrayBuffer(bytes);
+    new Uint8Array(buffer).set(keys.subarray(0, bytes));
+    this.#worker.postMessage({ kind: "keys", buffer, count } satisfies KeySetRequest, [buffer]);
+  }
+
+  /** The keys added and the repeats among them, once the worker has counted everything. */
+  counts(): Promise<{ added: number; duplicates: number }> {
+    const counted = new Promise<{ added: number; duplicates: number }>((resolve) => {
+      this.#counts = resolve;
+    });
+    this.#worker.postMessage({ kind: "end" } satisfies KeySetRequest);
+    return counted;
+  }
+
+  /** Stops the worker; idempotent. */
+  close(): void {
+    this.#worker.terminate();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }

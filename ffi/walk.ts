@@ -40,6 +40,8 @@ export interface EntryWalkOptions {
   keys?: KeySet;
   /** Restarts tolerated before the walk gives up with an error (default 10,000). */
   maxRestarts?: number;
+  /** Hears each key the kernel returned again, before it is dropped (a view, reused). */
+  onRepeat?: (key: Uint8Array) => void;
 }
 
 /** Keys remembered to resume from after a restart: the last ones the walk reported. */
@@ -77,6 +79,7 @@ export class EntryWalker {
   readonly #subject: string;
   readonly #seen: KeySet | undefined;
   readonly #maxRestarts: number;
+  readonly #onRepeat: ((key: Uint8Array) => void) | undefined;
   /** The last keys reported, oldest overwritten first. */
   readonly #recent: Uint8Array;
   #recentCount = 0;
@@ -92,6 +95,7 @@ export class EntryWalker {
     this.#subject = target.subject;
     this.#seen = options.keys;
     this.#maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    this.#onRepeat = options.onRepeat;
     this.#recent = new Uint8Array(this.#seen ? RESUME_KEYS * target.keySize : 0);
     this.#first = backend.elem("nextKey", fd, null, this.#keys[0]);
     this.#nextFrom = [
@@ -123,6 +127,7 @@ export class EntryWalker {
       if (looked < 0) check(looked, BpfCommand.MAP_LOOKUP_ELEM, { subject: this.#subject });
       if (this.#seen && !this.#seen.add(this.#keys[slot])) {
         this.duplicates++;
+        this.#onRepeat?.(this.#keys[slot]);
         this.#resume(from, slot);
         continue;
       }

@@ -18,7 +18,9 @@
 
 import assert from "node:assert/strict";
 import { type BackendName, BpfMap, type MapTypeName, u32 } from "../mod.ts";
-import { ALL_BACKENDS, bpfTest } from "./_helpers.ts";
+import { backend as backendNamed } from "../ffi/backends.ts";
+import { ownedBytes } from "../ffi/buffers.ts";
+import { ALL_BACKENDS, bpfTest, u32At, u32Bytes } from "./_helpers.ts";
 
 type Collect = (options?: { type: "major" | "minor" }) => void;
 const GC = (globalThis as { gc?: Collect }).gc;
@@ -613,4 +615,43 @@ for (const backend of ALL_BACKENDS) {
       );
     },
   );
+}
+
+/** Prepared calls in the test below. */
+const PREPARED_CALLS = 64;
+
+/** An UPDATE_ELEM call of `key` -> `value` whose buffers only the call references. */
+function updateCall(name: BackendName, fd: number, key: number, value: number) {
+  const k = ownedBytes(4);
+  k.set(u32Bytes(key));
+  const v = ownedBytes(4);
+  v.set(u32Bytes(value));
+  return backendNamed(name).elem("update", fd, k, v);
+}
+
+for (const name of ALL_BACKENDS) {
+  gcTest(`gc: a prepared call keeps its own key and value buffers alive, ${name} backend`, () => {
+    const gc = requireGc();
+    using map = BpfMap.create(
+      { type: "hash", keySize: 4, valueSize: 4, maxEntries: PREPARED_CALLS },
+      { backend: name },
+    );
+    const calls = Array.from(
+      { length: PREPARED_CALLS },
+      (_, i) => updateCall(name, map.fd, i, 0xc0de0000 + i),
+    );
+    // Free what nothing references, then fill that memory with same-sized garbage.
+    const garbage: Uint8Array[] = [];
+    for (let round = 0; round < 4; round++) {
+      gc({ type: "major" });
+      gc({ type: "minor" });
+      for (let i = 0; i < 20_000; i++) garbage.push(ownedBytes(4).fill(0xff));
+    }
+    calls.forEach((call, i) => assert.equal(call(), 0, `update ${i}`));
+    for (let i = 0; i < PREPARED_CALLS; i++) {
+      const value = map.lookup(u32Bytes(i));
+      assert.ok(value, `key ${i} was not written`);
+      assert.equal(u32At(value), 0xc0de0000 + i, `key ${i}`);
+    }
+  });
 }

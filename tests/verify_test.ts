@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { KeySet } from "../mod.ts";
+import { KeySetInBackground } from "../ffi/verify.ts";
 
 const KEY_SIZES = [1, 2, 4, 8, 12, 16, 40, 64];
 
@@ -101,5 +102,26 @@ Deno.test("KeySet counts nothing for an empty batch", () => {
     const set = new KeySet(size);
     set.addPacked(new Uint8Array(0), 0);
     assert.deepEqual([set.added, set.distinct, set.duplicates], [0, 0, 0]);
+  }
+});
+
+Deno.test("KeySetInBackground counts what KeySet counts, on another thread", async () => {
+  for (const size of [8, 13, 16]) {
+    const numbers: number[] = [];
+    for (let i = 0; i < 20_000; i++) numbers.push((i * 7919) % 15_000);
+    const { distinct, duplicates } = expectedCounts(numbers);
+    using keys = KeySetInBackground.start(size, 1000)!;
+    assert.ok(keys, "Workers may load their module here");
+    const bytes = packed(numbers, size);
+    for (let at = 0; at < numbers.length; at += 4096) {
+      const count = Math.min(4096, numbers.length - at);
+      keys.addPacked(bytes.subarray(at * size), count);
+    }
+    assert.deepEqual(
+      await keys.counts(),
+      { added: numbers.length, duplicates },
+      `${size}-byte keys`,
+    );
+    assert.equal(numbers.length - duplicates, distinct);
   }
 });
