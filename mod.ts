@@ -59,3 +59,11 @@ export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
 export { type KernelCount, KernelCounter, kernelEntryCount, readKernelCount } from "./ffi/count.ts";
 export { fillMap, type FillOptions, type FillResult, SEED_VALUE } from "./ffi/fill.ts";
 export { KeySet } from "./ffi/verify.ts";
+export {
+  type Churner,
+  type ChurnOptions,
+  type ChurnResult,
+  startKernelChurn,
+  startUserChurn,
+} from "./ffi/churn.ts";
+export { MapSnapshot, type SnapshotStats } from "./ffi/snapshot.ts";

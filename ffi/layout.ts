@@ -354,6 +354,31 @@ export const LIBBPF_ITER_ATTACH_OPTS = {
   },
 } as const satisfies Layout;
 
+/**
+ * libbpf's `struct bpf_test_run_opts` (`bpf/bpf.h`), the options of `bpf_prog_test_run_opts()`.
+ * Its `sz` is `layoutSize(LIBBPF_TEST_RUN_OPTS)` (80: the struct ends with `batch_size`).
+ */
+export const LIBBPF_TEST_RUN_OPTS = {
+  type: "struct bpf_test_run_opts",
+  fields: {
+    sz: field(0, 8, "sz"),
+    dataIn: field(8, 8, "data_in"),
+    dataOut: field(16, 8, "data_out"),
+    dataSizeIn: field(24, 4, "data_size_in"),
+    dataSizeOut: field(28, 4, "data_size_out"),
+    ctxIn: field(32, 8, "ctx_in"),
+    ctxOut: field(40, 8, "ctx_out"),
+    ctxSizeIn: field(48, 4, "ctx_size_in"),
+    ctxSizeOut: field(52, 4, "ctx_size_out"),
+    retval: field(56, 4, "retval"),
+    repeat: field(60, 4, "repeat"),
+    duration: field(64, 4, "duration"),
+    flags: field(68, 4, "flags"),
+    cpu: field(72, 4, "cpu"),
+    batchSize: field(76, 4, "batch_size"),
+  },
+} as const satisfies Layout;
+
 /** `union bpf_iter_link_info`, the map arm: which map an iterator walks. */
 export const ITER_LINK_INFO = {
   type: "union bpf_iter_link_info",
@@ -366,6 +391,7 @@ export const LIBBPF_LAYOUTS = {
   LIBBPF_BATCH_OPTS,
   LIBBPF_ITER_ATTACH_OPTS,
   ITER_LINK_INFO,
+  LIBBPF_TEST_RUN_OPTS,
 } as const;
 
 /** Size in bytes of libbpf's option structs as this toolkit writes them (their `sz` field). */

@@ -164,6 +164,29 @@ const LIBBPF_SYMBOLS = {
     result: "i32",
   },
   bpf_map__fd: { parameters: ["pointer"], result: "i32" }, // int (const struct bpf_map *map)
+  bpf_map__reuse_fd: {
+    parameters: [
+      "pointer", // struct bpf_map *map
+      "i32", // int fd
+    ],
+    result: "i32",
+  },
+  bpf_map__set_value_size: {
+    parameters: [
+      "pointer", // struct bpf_map *map
+      "u32", // __u32 size
+    ],
+    result: "i32",
+  },
+  bpf_program__fd: { parameters: ["pointer"], result: "i32" }, // int (const struct bpf_program *prog)
+  bpf_prog_test_run_opts: {
+    parameters: [
+      "i32", // int prog_fd
+      "buffer", // struct bpf_test_run_opts *opts
+    ],
+    result: "i32", // int: -errno
+    optional: true, // libbpf >= 0.7
+  },
   bpf_program__attach_iter: {
     parameters: [
       "pointer", // const struct bpf_program *prog

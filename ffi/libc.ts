@@ -37,6 +37,24 @@ const LIBC_SYMBOLS = {
     result: "i32", // int
   },
   unlink: { parameters: ["buffer"], result: "i32" }, // int unlink(const char *pathname)
+  mmap: {
+    parameters: [
+      "pointer", // void *addr
+      "usize", // size_t length
+      "i32", // int prot
+      "i32", // int flags
+      "i32", // int fd
+      "i64", // off_t offset
+    ],
+    result: "pointer", // void *: MAP_FAILED ((void *) -1) and errno on failure
+  },
+  munmap: {
+    parameters: [
+      "pointer", // void *addr
+      "usize", // size_t length
+    ],
+    result: "i32", // int
+  },
   write: {
     parameters: [
       "i32", // int fd
@@ -129,6 +147,27 @@ export function readFd(fd: number, buffer: Uint8Array): number {
   return negativeErrno(
     Number(libcSymbols().read(fd, buffer, BigInt(buffer.byteLength))),
   );
+}
+
+/** `mmap` protection flags. */
+export const Prot = { READ: 1, WRITE: 2 } as const;
+
+/**
+ * Maps `length` bytes of `fd` from offset 0, shared (`MAP_SHARED`); returns the address, or
+ * `-errno`. The caller unmaps it with `unmapRegion` and must not read it after that.
+ */
+export function mapShared(fd: number, length: number, prot: number): Deno.PointerObject | number {
+  const MAP_SHARED = 0x01;
+  const address = libcSymbols().mmap(null, BigInt(length), prot, MAP_SHARED, fd, 0n);
+  const value = address === null ? 0n : Deno.UnsafePointer.value(address);
+  // MAP_FAILED is (void *) -1: Deno reads the pointer as an unsigned or a signed value.
+  if (address === null || value === -1n || value === 0xffff_ffff_ffff_ffffn) return -errno();
+  return address;
+}
+
+/** Unmaps a region `mapShared` returned; returns 0 or `-errno`. */
+export function unmapRegion(address: Deno.PointerObject, length: number): number {
+  return negativeErrno(libcSymbols().munmap(address, BigInt(length)));
 }
 
 /** Opens a file read-only (`O_RDONLY | O_CLOEXEC`); returns the fd or `-errno`. */

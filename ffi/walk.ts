@@ -59,7 +59,10 @@ export const DEFAULT_MAX_RESTARTS = 10_000;
  * bucket (kernel `htab_map_get_next_key`), which shows as a key seen before. The walk then
  * looks for the newest of its last 16 reported keys that still exists and goes on after it;
  * keys in between were reported already, or were written during the walk. After
- * `maxRestarts` restarts it throws, naming the batch walk as the way out.
+ * `maxRestarts` restarts, or four times as many steps as the map has room for, it throws,
+ * naming the batch walk as the way out. A restart that lands on a key written during the walk
+ * shows only at the next repeat; the walk then reads again from the first bucket, dropping
+ * what it saw before.
  */
 export class EntryWalker {
   /** The current key (a view into a buffer the walker reuses). */
@@ -79,6 +82,8 @@ export class EntryWalker {
   readonly #subject: string;
   readonly #seen: KeySet | undefined;
   readonly #maxRestarts: number;
+  readonly #maxSteps: number;
+  #steps = 0;
   readonly #onRepeat: ((key: Uint8Array) => void) | undefined;
   /** The last keys reported, oldest overwritten first. */
   readonly #recent: Uint8Array;
@@ -95,6 +100,9 @@ export class EntryWalker {
     this.#subject = target.subject;
     this.#seen = options.keys;
     this.#maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    // A restart that lands on a key written during the walk shows only at the next repeat,
+    // and the walk then reads again from the first bucket: bound the steps as well.
+    this.#maxSteps = this.#seen ? Math.max(4 * target.maxEntries, 1_000_000) : Infinity;
     this.#onRepeat = options.onRepeat;
     this.#recent = new Uint8Array(this.#seen ? RESUME_KEYS * target.keySize : 0);
     this.#first = backend.elem("nextKey", fd, null, this.#keys[0]);
@@ -112,6 +120,11 @@ export class EntryWalker {
   next(): boolean {
     while (!this.#finished) {
       const from = this.#current;
+      if (++this.#steps > this.#maxSteps) {
+        throw new Error(
+          `The per-entry walk of ${this.#subject} took ${this.#maxSteps} steps without reaching the end: the map changes faster than GET_NEXT_KEY can follow; dump it in batches (LOOKUP_BATCH), which copies each bucket whole`,
+        );
+      }
       const found = from < 0 ? this.#first() : this.#nextFrom[from]();
       this.syscalls++;
       if (found === -Errno.ENOENT) {

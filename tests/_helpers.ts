@@ -121,3 +121,44 @@ export async function runScriptWith(
   const decoder = new TextDecoder();
   return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
 }
+
+/** V8's `gc()`, as `--v8-flags=--expose-gc` exposes it. */
+export type Collect = (options?: { type: "major" | "minor" }) => void;
+
+const EXPOSED_GC = (globalThis as { gc?: Collect }).gc;
+
+/**
+ * Runs the test named `name` of the test file `fileUrl` in a child `deno test` with `gc()`
+ * exposed, and fails with its output unless exactly that test passed there.
+ */
+async function inChildWithGc(fileUrl: string, name: string): Promise<void> {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "test",
+      "--allow-all",
+      "--v8-flags=--expose-gc",
+      `--filter=/^${escaped}$/`,
+      new URL(fileUrl).pathname,
+    ],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  if (code !== 0) throw new Error(`the child deno test failed:\n${output}`);
+  if (!/\| 1 passed \| 0 failed/.test(output)) {
+    throw new Error(`the test did not run in the child:\n${output}`);
+  }
+}
+
+/**
+ * A BPF test of the file `fileUrl` (its `import.meta.url`) that needs `gc()`. Without
+ * `--v8-flags=--expose-gc` (a plain `deno test --allow-all`), its body runs in a child
+ * `deno test` that has it.
+ */
+export function gcTest(fileUrl: string, name: string, fn: (gc: Collect) => void): void {
+  const gc = EXPOSED_GC;
+  bpfTest(name, gc ? () => fn(gc) : () => inChildWithGc(fileUrl, name));
+}

@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { type BackendName, BpfMap, type MapTypeName, u32 } from "../mod.ts";
 import { backend as backendNamed } from "../ffi/backends.ts";
 import { ownedBytes } from "../ffi/buffers.ts";
-import { ALL_BACKENDS, bpfTest, u32At, u32Bytes } from "./_helpers.ts";
+import { ALL_BACKENDS, gcTest as gcTestIn, u32At, u32Bytes } from "./_helpers.ts";
 
 type Collect = (options?: { type: "major" | "minor" }) => void;
 const GC = (globalThis as { gc?: Collect }).gc;
@@ -48,40 +48,9 @@ function requireGc(): Collect {
   return GC;
 }
 
-/**
- * Runs the test named `name` of this file in a child `deno test` with `gc()` exposed, and
- * fails with its output unless exactly that test passed there.
- */
-async function inChildWithGc(name: string): Promise<void> {
-  const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "test",
-      "--allow-all",
-      "--v8-flags=--expose-gc",
-      `--filter=/^${escaped}$/`,
-      new URL(import.meta.url).pathname,
-    ],
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const output = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
-  assert.equal(code, 0, `the child deno test failed:\n${output}`);
-  assert.match(output, /\| 1 passed \| 0 failed/, `the test did not run in the child:\n${output}`);
-  for (const line of output.split("\n")) {
-    if (line.startsWith("------- output") || line.startsWith("----- output end")) continue;
-    if (/heap growth|operations,/.test(line)) console.log(line);
-  }
-}
-
-/**
- * A BPF test that needs `gc()`. Without `--v8-flags=--expose-gc` (a plain
- * `deno test --allow-all`), its body runs in a child `deno test` that has it.
- */
+/** A BPF test that needs `gc()` (see `gcTest` in the helpers). */
 function gcTest(name: string, fn: () => void): void {
-  bpfTest(name, GC ? fn : () => inChildWithGc(name));
+  gcTestIn(import.meta.url, name, fn);
 }
 
 /** mulberry32: a small seeded generator, so a failure can be replayed. */

@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { stripVTControlCharacters } from "node:util";
 import { BpfMap, dumpMap, type DumpResult, verdict } from "../mod.ts";
 import { verifiedCell } from "../scripts/_dump.ts";
 import { ALL_BACKENDS, bpfTest, u32Bytes } from "./_helpers.ts";
@@ -47,7 +48,7 @@ for (const backend of ALL_BACKENDS) {
   });
 }
 
-const plain = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
+const plain = stripVTControlCharacters;
 
 /** A still map's whole, checked dump, with `overrides`. */
 function result(overrides: Partial<DumpResult>): DumpResult {
