@@ -30,9 +30,10 @@ import {
   readU64,
   writeField,
 } from "./layout.ts";
-import { cString, dupFd, errno } from "./libc.ts";
+import { dupFd } from "./libc.ts";
 import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
 import { BpfMap } from "./map.ts";
+import { findInObject, openObjectFile } from "./object.ts";
 
 /** Index of the stop flag in the shared control array: 0 runs, 1 stops. */
 export const STOP_FLAG = 0;
@@ -206,23 +207,6 @@ class UserWriter implements Writer {
   }
 }
 
-/** Finds a map or program of the writer's object, or throws naming what is missing. */
-function find(
-  lib: LibbpfSymbols,
-  object: Deno.PointerObject,
-  kind: "map" | "program",
-  name: string,
-  path: string,
-): Deno.PointerObject {
-  const found = kind === "map"
-    ? lib.bpf_object__find_map_by_name(object, cString(name))
-    : lib.bpf_object__find_program_by_name(object, cString(name));
-  if (found === null) {
-    throw new Error(`No ${kind} "${name}" in the BPF object "${path}": rebuild it with make build`);
-  }
-  return found;
-}
-
 /** The kernel writer: `churn_writer.bpf.o` loaded on the map and run with BPF_PROG_TEST_RUN. */
 class KernelWriter implements Writer {
   failed = 0;
@@ -240,26 +224,17 @@ class KernelWriter implements Writer {
   constructor(job: ChurnJob) {
     const lib = this.#lib = libbpfSymbols();
     const path = job.objectPath;
-    const object = lib.bpf_object__open_file(cString(path), null);
-    if (object === null) {
-      const code = errno();
-      throw new BpfError({
-        errno: code,
-        command: "bpf_object__open_file",
-        subject: `"${path}"`,
-        hint: code === Errno.ENOENT ? "build it first: make build" : undefined,
-      });
-    }
+    const object = openObjectFile(lib, path);
     this.#object = object;
     try {
       using map = BpfMap.fromId(job.mapId, { backend: job.backend });
       const subject = this.#subject = `the kernel churn writer of ${map.subject}`;
-      const target = find(lib, object, "map", "target", path);
-      const keyBuf = find(lib, object, "map", "key_buf", path);
-      const valueBuf = find(lib, object, "map", "value_buf", path);
-      const aimKeys = find(lib, object, "map", "aim_keys", path);
-      const rodata = find(lib, object, "map", ".rodata", path);
-      const program = find(lib, object, "program", "churn", path);
+      const target = findInObject(lib, object, "map", "target", path);
+      const keyBuf = findInObject(lib, object, "map", "key_buf", path);
+      const valueBuf = findInObject(lib, object, "map", "value_buf", path);
+      const aimKeys = findInObject(lib, object, "map", "aim_keys", path);
+      const rodata = findInObject(lib, object, "map", ".rodata", path);
+      const program = findInObject(lib, object, "program", "churn", path);
       // libbpf takes a reference of its own (a dup of the fd) and the map's type and sizes.
       check(lib.bpf_map__reuse_fd(target, map.fd), "bpf_map__reuse_fd", { subject });
       const aimCount = job.aim?.length ?? 0;

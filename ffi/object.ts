@@ -98,21 +98,7 @@ export class BpfObject implements Disposable {
   /** Opens a BPF object file (`bpf_object__open_file`); nothing is loaded yet. */
   static open(path: string): BpfObject {
     const lib = libbpfSymbols();
-    const object = lib.bpf_object__open_file(cString(path), null);
-    if (object === null) {
-      const code = errno();
-      throw new BpfError({
-        errno: code,
-        command: "bpf_object__open_file",
-        subject: `"${path}"`,
-        hint: code === 2
-          ? "build it first: make build"
-          : code >= LIBBPF_ERRNO_BASE
-          ? libbpfMessage(-code)
-          : undefined,
-      });
-    }
-    return new BpfObject(lib, path, object);
+    return new BpfObject(lib, path, openObjectFile(lib, path));
   }
 
   #handle(): Deno.PointerObject {
@@ -264,4 +250,41 @@ export class BpfObject implements Disposable {
 /** The path of one of the toolkit's own BPF objects, built by `make build` into `build/`. */
 export function builtObjectPath(name: string): string {
   return new URL(`../build/${name}`, import.meta.url).pathname;
+}
+
+/**
+ * libbpf's handle of the BPF object file at `path` (`bpf_object__open_file`), for modules that
+ * drive libbpf's object API themselves; throws a `BpfError` saying how to build it when absent.
+ */
+export function openObjectFile(lib: LibbpfSymbols, path: string): Deno.PointerObject {
+  const object = lib.bpf_object__open_file(cString(path), null);
+  if (object !== null) return object;
+  const code = errno();
+  throw new BpfError({
+    errno: code,
+    command: "bpf_object__open_file",
+    subject: `"${path}"`,
+    hint: code === 2
+      ? "build it first: make build"
+      : code >= LIBBPF_ERRNO_BASE
+      ? libbpfMessage(-code)
+      : undefined,
+  });
+}
+
+/** A map or program of an opened object, or an error naming what is missing. */
+export function findInObject(
+  lib: LibbpfSymbols,
+  object: Deno.PointerObject,
+  kind: "map" | "program",
+  name: string,
+  path: string,
+): Deno.PointerObject {
+  const found = kind === "map"
+    ? lib.bpf_object__find_map_by_name(object, cString(name))
+    : lib.bpf_object__find_program_by_name(object, cString(name));
+  if (found === null) {
+    throw new Error(`No ${kind} "${name}" in the BPF object "${path}": rebuild it with make build`);
+  }
+  return found;
 }

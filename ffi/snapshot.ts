@@ -25,10 +25,10 @@ import {
   readU64,
   writeField,
 } from "./layout.ts";
-import { cString, dupFd, errno, mapShared, Prot, readSmallFile, unmapRegion } from "./libc.ts";
+import { dupFd, mapShared, Prot, readSmallFile, unmapRegion } from "./libc.ts";
 import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
 import { type BatchView, BpfMap, type WalkStats } from "./map.ts";
-import { builtObjectPath } from "./object.ts";
+import { builtObjectPath, findInObject, openObjectFile } from "./object.ts";
 
 /** The kernel time one run may take by default, in milliseconds. */
 export const DEFAULT_KERNEL_BUDGET_MS = 1000;
@@ -346,23 +346,6 @@ function requireWhole(value: number, what: string, min: number, max: number): nu
   return value;
 }
 
-/** Finds a map or program of the snapshot object, or throws naming what is missing. */
-function find(
-  lib: LibbpfSymbols,
-  object: Deno.PointerObject,
-  kind: "map" | "program",
-  name: string,
-  path: string,
-): Deno.PointerObject {
-  const found = kind === "map"
-    ? lib.bpf_object__find_map_by_name(object, cString(name))
-    : lib.bpf_object__find_program_by_name(object, cString(name));
-  if (found === null) {
-    throw new Error(`No ${kind} "${name}" in the BPF object "${path}": rebuild it with make build`);
-  }
-  return found;
-}
-
 /** libbpf's first own error code; smaller ones are kernel errnos. */
 const LIBBPF_ERRNO_BASE = 4000;
 
@@ -499,26 +482,17 @@ export class MapSnapshot implements Disposable {
     needed: string,
   ): Opened {
     const path = options.objectPath ?? builtObjectPath("snapshot.bpf.o");
-    const object = lib.bpf_object__open_file(cString(path), null);
-    if (object === null) {
-      const code = errno();
-      throw new BpfError({
-        errno: code,
-        command: "bpf_object__open_file",
-        subject: `"${path}"`,
-        hint: code === Errno.ENOENT ? "build it first: make build" : undefined,
-      });
-    }
+    const object = openObjectFile(lib, path);
     let stopKey: BpfMap | undefined;
     let keysAddress: Deno.PointerObject | undefined;
     try {
       const subject = `the snapshot of ${map.subject}`;
-      const target = find(lib, object, "map", "target", path);
-      const keysOut = find(lib, object, "map", "keys_out", path);
-      const valuesOut = find(lib, object, "map", "values_out", path);
-      const stopKeyMap = find(lib, object, "map", "stop_key", path);
-      const rodata = find(lib, object, "map", ".rodata", path);
-      const program = find(lib, object, "program", "snapshot", path);
+      const target = findInObject(lib, object, "map", "target", path);
+      const keysOut = findInObject(lib, object, "map", "keys_out", path);
+      const valuesOut = findInObject(lib, object, "map", "values_out", path);
+      const stopKeyMap = findInObject(lib, object, "map", "stop_key", path);
+      const rodata = findInObject(lib, object, "map", ".rodata", path);
+      const program = findInObject(lib, object, "program", "snapshot", path);
       const { keySize, valueSize } = map;
       // libbpf takes a reference of its own (a dup of the fd): `map` may be closed after.
       check(lib.bpf_map__reuse_fd(target, map.fd), "bpf_map__reuse_fd", { subject });
