@@ -42,6 +42,7 @@ export {
   DUMP_METHODS,
   dumpMap,
   type DumpMethod,
+  type DumpMethodChoice,
   type DumpOptions,
   type DumpResult,
   methodBackend,
@@ -53,6 +54,8 @@ export {
   forEachBatchParallel,
   type ParallelOptions,
   ParallelPool,
+  walkRange,
+  walkRanges,
 } from "./ffi/parallel.ts";
 export { MapIterator } from "./ffi/iter.ts";
 export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
@@ -66,4 +69,17 @@ export {
   startKernelChurn,
   startUserChurn,
 } from "./ffi/churn.ts";
-export { MapSnapshot, type SnapshotStats } from "./ffi/snapshot.ts";
+export {
+  MapSnapshot,
+  type SnapshotOptions,
+  type SnapshotStats,
+  type SnapshotWalkOptions,
+} from "./ffi/snapshot.ts";
+export {
+  forEachBatchHybrid,
+  forEachBatchSnapshot,
+  type HybridOptions,
+  type SnapshotDumpOptions,
+  type SnapshotDumpStats,
+} from "./ffi/snapshot_dump.ts";
+export { choosePlan, hybridSplit, type Plan } from "./ffi/plan.ts";

@@ -11,19 +11,51 @@ import { type KernelCount, KernelCounter } from "./count.ts";
 import { cpuTimes } from "./libc.ts";
 import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
-import { forEachBatchParallel, ParallelPool } from "./parallel.ts";
+import { cursorSpace, forEachBatchParallel, ParallelPool } from "./parallel.ts";
+import { choosePlan, hybridSplit, type MapShape, type Plan } from "./plan.ts";
+import { MapSnapshot, snapshotElementBound } from "./snapshot.ts";
+import {
+  forEachBatchHybrid,
+  forEachBatchSnapshot,
+  type SnapshotDumpStats,
+} from "./snapshot_dump.ts";
 import { peakRss } from "./system.ts";
 import { KeySet, KeySetInBackground } from "./verify.ts";
+import { isArray } from "./constants.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
 
 /** The ways to dump a map. */
-export const DUMP_METHODS = ["normal", "batch", "parallel", "iter", "seed-compat"] as const;
+export const DUMP_METHODS = [
+  "normal",
+  "batch",
+  "parallel",
+  "iter",
+  "snapshot",
+  "hybrid",
+  "seed-compat",
+] as const;
 /**
  * A dump method: `normal` (GET_NEXT_KEY + LOOKUP_ELEM per entry), `batch` (LOOKUP_BATCH),
  * `parallel` (LOOKUP_BATCH over disjoint ranges at once), `iter` (a bpf_iter program read
- * with `read()`), `seed-compat` (the study's batch loop, which never advanced its cursor).
+ * with `read()`), `snapshot` (one in-kernel walk into shared memory, LOOKUP_BATCH for what
+ * its bound on kernel time leaves), `hybrid` (the snapshot over the start of the map while
+ * Workers read the rest with LOOKUP_BATCH), `seed-compat` (the study's batch loop, which
+ * never advanced its cursor).
  */
 export type DumpMethod = typeof DUMP_METHODS[number];
+/** A method, or `auto`: the fastest exact method for the map at hand (`choosePlan`). */
+export type DumpMethodChoice = DumpMethod | "auto";
+
+/** Methods that do not promise to report keys present throughout exactly once under writes. */
+const WALKS_UNDER_RCU: readonly DumpMethod[] = ["iter", "snapshot", "hybrid", "seed-compat"];
+
+/**
+ * Whether `method` reports every key that stays in the map, unchanged, for the whole dump
+ * exactly once even while the map is written (`DumpResult.stableOnce`).
+ */
+export function promisesStableKeysOnce(method: DumpMethod): boolean {
+  return !WALKS_UNDER_RCU.includes(method);
+}
 
 /** How each method issues its calls, for reports: the map's backend, or the mechanism it always uses. */
 export function methodBackend(method: DumpMethod, map: BpfMap): string {
@@ -32,6 +64,10 @@ export function methodBackend(method: DumpMethod, map: BpfMap): string {
       return `${map.backend} in workers`;
     case "iter":
       return "bpf_iter + read";
+    case "snapshot":
+      return "BPF_PROG_TEST_RUN + mmap";
+    case "hybrid":
+      return `snapshot + ${map.backend} in workers`;
     default:
       return map.backend;
   }
@@ -39,16 +75,28 @@ export function methodBackend(method: DumpMethod, map: BpfMap): string {
 
 /** Options of `dumpMap`. */
 export interface DumpOptions {
-  /** The method (default `batch`). */
-  method?: DumpMethod;
+  /** The method, or `auto` (default `batch`). */
+  method?: DumpMethodChoice;
   /** Entries per batch call for the batch methods (default 4096). */
   chunk?: number;
-  /** Ranges walked at once by `parallel` (default: the number of CPUs). */
+  /**
+   * Ranges walked at once by `parallel` (default: the number of CPUs), or by the batch side
+   * of `hybrid` (default: one less).
+   */
   ranges?: number;
   /** An iterator already attached to the map, for `iter` (else one is attached, untimed, and closed). */
   iterator?: MapIterator;
-  /** Workers already started, for `parallel` (else a pool is started, untimed, and stopped). */
+  /**
+   * Workers already started, for `parallel` and `hybrid` (else a pool is started, untimed,
+   * and stopped: one Worker per CPU for `parallel`, one less for `hybrid`).
+   */
   pool?: ParallelPool;
+  /** A snapshot already opened for the map, for `snapshot` and `hybrid` (else one is opened, untimed, and closed). */
+  snapshot?: MapSnapshot;
+  /** The kernel time one snapshot run may take, in milliseconds, when one is opened here (default 1000). */
+  kernelTimeBudgetMs?: number;
+  /** `hybrid`: the fraction of the cursor space the snapshot walks (default: the cost model's, `hybridSplit`). */
+  split?: number;
   /**
    * Hears the entries, each key once: what the kernel returned again is dropped. The views
    * are reused by the next batch (per-entry walks hand over one entry at a time).
@@ -83,8 +131,12 @@ export interface MemoryFigures {
 
 /** What one dump did and whether it can be trusted. */
 export interface DumpResult {
-  /** The method used. */
+  /** The method used (the one chosen, for `auto`). */
   method: DumpMethod;
+  /** `auto`: the choice and why; `null` when the method was given. */
+  plan: Plan | null;
+  /** `snapshot` and `hybrid`: what each side did, where the hybrid split, the longest kernel call. */
+  kernelWalk: SnapshotDumpStats | null;
   /** The backend used. */
   backend: string;
   /** Entries the kernel returned, duplicates included. */
@@ -110,7 +162,9 @@ export interface DumpResult {
    * Whether the method reports every key that stayed in the map, unchanged, for the whole
    * dump exactly once even while the map is written: true for batch, parallel batch and
    * per-entry (with restarts followed); false for bpf_iter (it walks under RCU only and
-   * resumes each read at a bucket plus a count of elements to skip) and the study's loop.
+   * resumes each read at a bucket plus a count of elements to skip), the snapshot and the
+   * hybrid (the kernel walk takes no bucket lock: an element deleted and reused at once
+   * can lead it into another bucket) and the study's loop.
    */
   stableOnce: boolean;
   /** Wall-clock seconds of the walk. */
@@ -219,7 +273,7 @@ async function walk(
   keys: KeySet,
   options: DumpOptions,
   background: KeySetInBackground | undefined,
-): Promise<WalkStats & { restarts: number }> {
+): Promise<WalkStats & { restarts: number; kernelWalk?: SnapshotDumpStats }> {
   const chunk = options.chunk ?? DEFAULT_CHUNK;
   const visit = options.visit;
   const drop: number[] = [];
@@ -264,6 +318,20 @@ async function walk(
       );
     case "iter":
       return batchStats(options.iterator!.forEachBatch(addBatch));
+    case "snapshot": {
+      const stats = forEachBatchSnapshot(map, addBatch, { snapshot: options.snapshot!, chunk });
+      return { ...batchStats(stats), kernelWalk: stats };
+    }
+    case "hybrid": {
+      const stats = await forEachBatchHybrid(map, addBatch, {
+        snapshot: options.snapshot!,
+        pool: options.pool!,
+        ranges: options.ranges,
+        split: options.split!,
+        chunk,
+      });
+      return { ...batchStats(stats), kernelWalk: stats };
+    }
   }
 }
 
@@ -283,17 +351,57 @@ async function walk(
  * ```
  */
 export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<DumpResult> {
-  const method = options.method ?? "batch";
   const setupStart = performance.now();
   const given = options.expected === undefined ? undefined : asKernelCount(options.expected);
   const opened = given || options.counter ? undefined : KernelCounter.open();
   const counter = options.counter ?? (typeof opened === "string" ? undefined : opened);
   const countNow = (): KernelCount =>
     given ?? counter?.count(map) ?? { unavailable: opened as string };
+  const shape: MapShape = {
+    type: map.info.type,
+    entries: map.info.maxEntries,
+    buckets: isArray(map.info.type) ? 0 : cursorSpace(map),
+    entryBytes: map.keySize + map.valueSize,
+  };
+  let plan: Plan | null = null;
+  if (options.method === "auto") {
+    shape.entries = countNow().count ?? map.info.maxEntries;
+    plan = choosePlan(shape, {
+      cpus: navigator.hardwareConcurrency,
+      snapshotUnavailable: options.snapshot ? null : MapSnapshot.unavailable(map),
+      snapshotBound: options.snapshot?.maxElemsPerCall ??
+        snapshotElementBound({ kernelTimeBudgetMs: options.kernelTimeBudgetMs }),
+      workersStarted: options.pool !== undefined,
+      snapshotOpened: options.snapshot !== undefined,
+    });
+  }
+  const method: DumpMethod = plan?.method ?? (options.method as DumpMethod | undefined) ??
+    "batch";
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
-  const started = method === "parallel" && !options.pool
-    ? await ParallelPool.forRanges(options.ranges)
+  const started = !options.pool && (method === "parallel" || method === "hybrid")
+    ? await (method === "parallel"
+      ? ParallelPool.forRanges(options.ranges)
+      : ParallelPool.start(Math.max(1, navigator.hardwareConcurrency - 1)))
     : undefined;
+  let snapshot: MapSnapshot | undefined;
+  try {
+    snapshot = options.snapshot ??
+      (method === "snapshot" || method === "hybrid"
+        ? MapSnapshot.open(map, { kernelTimeBudgetMs: options.kernelTimeBudgetMs })
+        : undefined);
+  } catch (e) {
+    started?.close();
+    if (typeof opened !== "string") opened?.close();
+    throw e;
+  }
+  const openedSnapshot = options.snapshot ? undefined : snapshot;
+  const pool = options.pool ?? started;
+  const hybridRanges = options.ranges ?? Math.max(1, navigator.hardwareConcurrency - 1);
+  let split = options.split;
+  if (method === "hybrid" && split === undefined) {
+    if (!plan) shape.entries = countNow().count ?? map.info.maxEntries;
+    split = plan?.split ?? hybridSplit(shape, hybridRanges, snapshot!.maxElemsPerCall);
+  }
   // Keys other than 4 bytes cost a hash table probe each: where no key is needed at once
   // (nothing to hand over without its repeats), another thread counts them while this one
   // walks. 4-byte keys go into a bitmap, which is faster than the hand-over.
@@ -311,7 +419,10 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     const stats = await walk(map, method, keys, {
       ...options,
       iterator: options.iterator ?? attached,
-      pool: options.pool ?? started,
+      pool,
+      snapshot,
+      split,
+      ranges: method === "hybrid" ? hybridRanges : options.ranges,
     }, background);
     const counted = background ? await background.counts() : keys;
     const seconds = (performance.now() - t0) / 1000;
@@ -330,6 +441,8 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     );
     return {
       method,
+      plan,
+      kernelWalk: stats.kernelWalk ?? null,
       backend: methodBackend(method, map),
       entries: counted.added,
       distinct,
@@ -339,7 +452,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
       countBefore: before.count ?? null,
       countUnavailable: after.unavailable ?? null,
       changed,
-      stableOnce: method !== "iter" && method !== "seed-compat",
+      stableOnce: promisesStableKeysOnce(method),
       seconds,
       setupSeconds,
       user: cpuEnd.user - cpuStart.user,
@@ -354,6 +467,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   } finally {
     attached?.close();
     started?.close();
+    openedSnapshot?.close();
     background?.close();
     if (typeof opened !== "string") opened?.close();
   }

@@ -62,6 +62,11 @@ export interface BatchView {
   readonly values: Uint8Array;
   /** Entries in this batch. */
   readonly count: number;
+  /**
+   * Range walks of hash maps (`BatchOptions.range`): whether this batch may hold entries of
+   * buckets past the range's end (its last call).
+   */
+  readonly crossed?: boolean;
 }
 
 /** What a whole walk did: entries seen and system calls made. */

@@ -41,11 +41,12 @@ export function cursorSpace(map: BpfMap): number {
   return isArray(map.info.type) ? max : 2 ** Math.ceil(Math.log2(max));
 }
 
-/** Splits `[0, space)` into `ranges` nearly equal ranges. */
-function splitRanges(space: number, ranges: number): [number, number][] {
+/** Splits `[start, end)` into `ranges` nearly equal ranges. */
+export function splitRanges(start: number, end: number, ranges: number): [number, number][] {
+  const space = end - start;
   return Array.from({ length: ranges }, (_, i) => [
-    Math.floor((space * i) / ranges),
-    Math.floor((space * (i + 1)) / ranges),
+    start + Math.floor((space * i) / ranges),
+    start + Math.floor((space * (i + 1)) / ranges),
   ]);
 }
 
@@ -206,65 +207,106 @@ export function checkRanges(map: BpfMap, ranges: number): number {
   return space;
 }
 
+/** Options of `walkRanges`. */
+export interface RangeWalkOptions {
+  /** Entries per call in each range (default 4096). */
+  chunk?: number;
+  /** Workers to run the ranges on (default: a pool started for this walk and stopped after it). */
+  pool?: ParallelPool;
+  /**
+   * Hash maps: the key the last range stops before (the first key a walk from its end
+   * returns), or `null` (default) when the last range runs to the end of the map.
+   */
+  endMarker?: Uint8Array | null;
+  /**
+   * Hears the first key of the ranges taken together (the first key of the first range that
+   * has one, or `null` when all are empty) as soon as it is known, before any entry is
+   * handed to `visit`. It may walk other parts of the map and hand their entries over first:
+   * the workers go on meanwhile.
+   */
+  onFirstKey?: (key: Uint8Array | null) => void;
+}
+
 /**
- * Reads every entry of `map` over disjoint ranges at once, calling `visit` with each batch
- * as it arrives (its views stay valid; batches of different ranges interleave). Every map
- * type that supports LOOKUP_BATCH, on either backend.
- *
- * @example
- * ```ts
- * import { BpfMap, forEachBatchParallel } from "../mod.ts";
- * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
- * const stats = await forEachBatchParallel(map, (batch) => console.log(batch.count), { ranges: 2 });
- * ```
+ * Reads the ranges `bounds` (cursor positions `[start, end)`, in order, disjoint, within the
+ * map's cursor space) at once, one Worker per range, calling `visit` with each batch as it
+ * arrives (its views stay valid; batches of different ranges interleave). Each range of a
+ * hash map keeps what precedes the next range's first key (its marker) in its last call.
  */
-export async function forEachBatchParallel(
+export async function walkRanges(
   map: BpfMap,
+  bounds: readonly (readonly [number, number])[],
   visit: (batch: BatchView, range: number) => void,
-  options: ParallelOptions = {},
+  options: RangeWalkOptions = {},
 ): Promise<WalkStats> {
-  const ranges = options.ranges ?? options.pool?.size ?? navigator.hardwareConcurrency;
-  const space = checkRanges(map, ranges);
+  const ranges = bounds.length;
   const chunk = options.chunk ?? DEFAULT_CHUNK;
   if (!Number.isInteger(chunk) || chunk < 1) throw new BpfArgumentError(`Invalid chunk "${chunk}"`);
   const array = isArray(map.info.type);
   const { keySize, valueBytes } = map;
-  const pool = options.pool ??
-    await ParallelPool.forRanges(ranges);
-  const states: RangeState[] = Array.from({ length: ranges }, (_, i) => ({
-    // Arrays need no markers; the last range runs to the end of the map.
-    marker: array || i === ranges - 1 ? null : undefined,
+  const pool = options.pool ?? await ParallelPool.forRanges(ranges);
+  const states: RangeState[] = Array.from({ length: ranges }, () => ({
+    // Arrays need no markers.
+    marker: array ? null : undefined,
     pending: null,
     started: false,
   }));
   const stats = { entries: 0, syscalls: 0, batches: 0, chunk };
 
+  // Until the first key is heard, batches wait (`onFirstKey` may hand over entries first).
+  let firstKeyHeard = !options.onFirstKey;
+  const held: [BatchView, number][] = [];
   const deliver = (batch: BatchView, index: number) => {
+    if (!firstKeyHeard) {
+      held.push([batch, index]);
+      return;
+    }
     stats.entries += batch.count;
     stats.batches++;
     visit(batch, index);
   };
   const deliverCut = (batch: BatchView, index: number, marker: Uint8Array | null) => {
     const kept = countBeforeMarker(batch, keySize, marker);
-    if (kept > 0) {
-      deliver({
-        keys: batch.keys.subarray(0, kept * keySize),
-        values: batch.values.subarray(0, kept * valueBytes),
-        count: kept,
-      }, index);
+    if (kept > 0) deliver(keepFirst(batch, kept, keySize, valueBytes), index);
+  };
+  // The first key of each range, once heard (`null`: the range is empty).
+  const firstKeys: (Uint8Array | null | undefined)[] = new Array(ranges).fill(undefined);
+  // A range stops before the first key of the next range that has one (an empty range
+  // passes on its own marker), the last range before the end marker.
+  const resolveMarkers = () => {
+    let next: Uint8Array | null | undefined = options.endMarker ?? null;
+    for (let j = ranges - 1; j >= 0; j--) {
+      const state = states[j];
+      if (state.marker === undefined && next !== undefined) {
+        state.marker = next;
+        if (state.pending) deliverCut(state.pending, j, next);
+        state.pending = null;
+      }
+      const own = firstKeys[j];
+      next = own === undefined ? undefined : own ?? next;
     }
   };
-  // The first message of range `index` tells the range before it where to stop.
-  const learnMarker = (index: number, firstKey: Uint8Array | null) => {
-    if (index === 0 || array) return;
-    const before = states[index - 1];
-    before.marker = firstKey;
-    if (before.pending) deliverCut(before.pending, index - 1, firstKey);
-    before.pending = null;
+  const hearFirstKey = () => {
+    let first: Uint8Array | null = null;
+    for (const key of firstKeys) {
+      if (key === undefined) return; // a range before it has not spoken yet
+      if (key !== null) {
+        first = key;
+        break;
+      }
+    }
+    options.onFirstKey!(first);
+    firstKeyHeard = true;
+    for (const [batch, at] of held.splice(0)) deliver(batch, at);
+  };
+  const learnFirstKey = (index: number, firstKey: Uint8Array | null) => {
+    firstKeys[index] = firstKey;
+    if (!firstKeyHeard) hearFirstKey();
+    if (!array) resolveMarkers();
   };
 
   try {
-    const jobs = splitRanges(space, ranges).map(([start, end], index) => ({
+    const jobs = bounds.map(([start, end], index) => ({
       index,
       fd: map.fd,
       backend: map.backend,
@@ -286,7 +328,7 @@ export async function forEachBatchParallel(
       }
       if (message.kind === "done") {
         stats.syscalls += message.syscalls;
-        if (!state.started) learnMarker(message.index, null);
+        if (!state.started) learnFirstKey(message.index, null);
         state.started = true;
         return;
       }
@@ -295,7 +337,7 @@ export async function forEachBatchParallel(
         values: new Uint8Array(message.values, 0, message.count * valueBytes),
         count: message.count,
       };
-      if (!state.started) learnMarker(message.index, batch.keys.slice(0, keySize));
+      if (!state.started) learnFirstKey(message.index, batch.keys.slice(0, keySize));
       state.started = true;
       if (!message.crossed) deliver(batch, message.index);
       else if (state.marker !== undefined) deliverCut(batch, message.index, state.marker);
@@ -305,4 +347,58 @@ export async function forEachBatchParallel(
     if (!options.pool) pool.close();
   }
   return stats;
+}
+
+/** The first `count` entries of `batch` (views of its buffers). */
+function keepFirst(batch: BatchView, count: number, keySize: number, valueBytes: number) {
+  return count === batch.count ? batch : {
+    keys: batch.keys.subarray(0, count * keySize),
+    values: batch.values.subarray(0, count * valueBytes),
+    count,
+  };
+}
+
+/**
+ * Reads the range `[start, end)` of `map` on this thread with LOOKUP_BATCH, keeping of its
+ * last call of a hash map what precedes `endMarker` (the first key a walk from `end`
+ * returned; `null`: the range runs to the end of the map). Views are reused by the next batch.
+ */
+export function walkRange(
+  map: BpfMap,
+  range: readonly [number, number],
+  visit: (batch: BatchView) => void,
+  options: { chunk?: number; endMarker?: Uint8Array | null } = {},
+): WalkStats {
+  const array = isArray(map.info.type);
+  const marker = array ? null : options.endMarker ?? null;
+  let entries = 0;
+  const stats = map.forEachBatch((batch) => {
+    const kept = batch.crossed ? countBeforeMarker(batch, map.keySize, marker) : batch.count;
+    if (kept === 0) return;
+    entries += kept;
+    visit(keepFirst(batch, kept, map.keySize, map.valueBytes));
+  }, { chunk: options.chunk, range: { start: range[0], end: range[1], array } });
+  return { ...stats, entries };
+}
+
+/**
+ * Reads every entry of `map` over disjoint ranges at once, calling `visit` with each batch
+ * as it arrives (its views stay valid; batches of different ranges interleave). Every map
+ * type that supports LOOKUP_BATCH, on either backend.
+ *
+ * @example
+ * ```ts
+ * import { BpfMap, forEachBatchParallel } from "../mod.ts";
+ * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
+ * const stats = await forEachBatchParallel(map, (batch) => console.log(batch.count), { ranges: 2 });
+ * ```
+ */
+export async function forEachBatchParallel(
+  map: BpfMap,
+  visit: (batch: BatchView, range: number) => void,
+  options: ParallelOptions = {},
+): Promise<WalkStats> {
+  const ranges = options.ranges ?? options.pool?.size ?? navigator.hardwareConcurrency;
+  const space = checkRanges(map, ranges);
+  return await walkRanges(map, splitRanges(0, space, ranges), visit, options);
 }

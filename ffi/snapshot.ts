@@ -29,6 +29,7 @@ import { dupFd, mapShared, Prot, readSmallFile, unmapRegion } from "./libc.ts";
 import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
 import { type BatchView, BpfMap, type WalkStats } from "./map.ts";
 import { builtObjectPath, findInObject, openObjectFile } from "./object.ts";
+import { pathExists } from "./system.ts";
 
 /** The kernel time one run may take by default, in milliseconds. */
 export const DEFAULT_KERNEL_BUDGET_MS = 1000;
@@ -237,11 +238,11 @@ export function missingCapabilities(capEff: string): string[] {
   return missing;
 }
 
-/** Refuses, before any load, a kernel without syscall programs or a thread without the capabilities. */
-function checkSystem(subject: string): void {
+/** Why this kernel or thread cannot run the snapshot: the error to throw, or `null`. */
+function systemRefusal(subject: string): BpfError | null {
   const release = readSmallFile("/proc/sys/kernel/osrelease")?.trim();
   if (release !== undefined && !kernelRunsSyscallPrograms(release)) {
-    throw new BpfError({
+    return new BpfError({
       errno: Errno.EOPNOTSUPP,
       command: "BPF_PROG_LOAD",
       subject: `the snapshot program for ${subject}`,
@@ -253,16 +254,15 @@ function checkSystem(subject: string): void {
   // Capabilities are per thread: the loads and runs happen on this one.
   const status = readSmallFile("/proc/thread-self/status") ?? readSmallFile("/proc/self/status");
   const capEff = status?.match(/^CapEff:\s*([0-9a-f]+)/m)?.[1];
-  if (capEff === undefined) return;
+  if (capEff === undefined) return null;
   const missing = missingCapabilities(capEff);
-  if (missing.length > 0) {
-    throw new BpfError({
-      errno: Errno.EPERM,
-      command: "BPF_PROG_LOAD",
-      subject: `the snapshot program for ${subject}`,
-      hint: `run as root or grant ${missing.join(" and ")}`,
-    });
-  }
+  if (missing.length === 0) return null;
+  return new BpfError({
+    errno: Errno.EPERM,
+    command: "BPF_PROG_LOAD",
+    subject: `the snapshot program for ${subject}`,
+    hint: `run as root or grant ${missing.join(" and ")}`,
+  });
 }
 
 /** Options of `MapSnapshot.open`. */
@@ -346,6 +346,25 @@ function requireWhole(value: number, what: string, min: number, max: number): nu
   return value;
 }
 
+/**
+ * The most elements one snapshot run copies under `options`: `maxElemsPerCall`, or the
+ * kernel time budget (default 1 s) over `SNAPSHOT_NS_PER_ELEMENT`.
+ */
+export function snapshotElementBound(
+  options: Pick<SnapshotOptions, "maxElemsPerCall" | "kernelTimeBudgetMs"> = {},
+): number {
+  if (options.maxElemsPerCall !== undefined) {
+    return requireWhole(options.maxElemsPerCall, "maxElemsPerCall", 1, 0xffff_ffff);
+  }
+  const budget = options.kernelTimeBudgetMs ?? DEFAULT_KERNEL_BUDGET_MS;
+  if (!(budget > 0) || !Number.isFinite(budget)) {
+    throw new BpfArgumentError(
+      `Invalid kernelTimeBudgetMs "${budget}": expected a positive number of milliseconds`,
+    );
+  }
+  return Math.max(1, Math.floor(budget * 1e6 / SNAPSHOT_NS_PER_ELEMENT));
+}
+
 /** libbpf's first own error code; smaller ones are kernel errnos. */
 const LIBBPF_ERRNO_BASE = 4000;
 
@@ -424,6 +443,28 @@ export class MapSnapshot implements Disposable {
   }
 
   /**
+   * Why `open` would refuse `map` here (its type or sizes, the kernel, this thread's
+   * capabilities, a missing object file), or `null` when the snapshot can run: checked
+   * without loading anything.
+   */
+  static unavailable(
+    map: BpfMap,
+    options: Pick<SnapshotOptions, "objectPath"> = {},
+  ): string | null {
+    try {
+      snapshotTarget({ ...map.info, subject: map.subject });
+    } catch (e) {
+      if (e instanceof BpfArgumentError) return e.message;
+      throw e;
+    }
+    const refusal = systemRefusal(map.subject);
+    if (refusal) return refusal.message;
+    const path = options.objectPath ?? builtObjectPath("snapshot.bpf.o");
+    if (!pathExists(path)) return `${path} is missing (make build makes it)`;
+    return null;
+  }
+
+  /**
    * Loads the snapshot program for `map` (hash, lru_hash or array), creates its output for
    * `min(maxEntries, maxElemsPerCall)` entries and maps it. Refuses per-CPU maps, other map
    * types, keys over 512 bytes, kernels before 5.14, threads without CAP_BPF and
@@ -433,7 +474,7 @@ export class MapSnapshot implements Disposable {
     const started = performance.now();
     const { info, subject } = map;
     const { isHash } = snapshotTarget({ ...info, subject });
-    const maxElemsPerCall = MapSnapshot.#elementBound(options);
+    const maxElemsPerCall = snapshotElementBound(options);
     const capacity = Math.min(info.maxEntries, maxElemsPerCall);
     const layout = snapshotLayout(info.keySize, info.valueSize, capacity);
     const needed = `the snapshot output needs ${
@@ -447,7 +488,8 @@ export class MapSnapshot implements Disposable {
         } bytes of memory: lower maxElemsPerCall`,
       );
     }
-    checkSystem(subject);
+    const refusal = systemRefusal(subject);
+    if (refusal) throw refusal;
     const lib = libbpfSymbols();
     const opened = MapSnapshot.#load(lib, map, options, layout, isHash, needed);
     return new MapSnapshot(
@@ -458,19 +500,6 @@ export class MapSnapshot implements Disposable {
       layout,
       performance.now() - started,
     );
-  }
-
-  static #elementBound(options: SnapshotOptions): number {
-    if (options.maxElemsPerCall !== undefined) {
-      return requireWhole(options.maxElemsPerCall, "maxElemsPerCall", 1, 0xffff_ffff);
-    }
-    const budget = options.kernelTimeBudgetMs ?? DEFAULT_KERNEL_BUDGET_MS;
-    if (!(budget > 0) || !Number.isFinite(budget)) {
-      throw new BpfArgumentError(
-        `Invalid kernelTimeBudgetMs "${budget}": expected a positive number of milliseconds`,
-      );
-    }
-    return Math.max(1, Math.floor(budget * 1e6 / SNAPSHOT_NS_PER_ELEMENT));
   }
 
   static #load(

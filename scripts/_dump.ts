@@ -6,7 +6,16 @@
  * @module
  */
 
-import { dumpMap, type DumpMethod, type DumpResult, methodBackend, verdict } from "../ffi/dump.ts";
+import {
+  DUMP_METHODS,
+  dumpMap,
+  type DumpMethod,
+  type DumpMethodChoice,
+  type DumpResult,
+  methodBackend,
+  verdict,
+} from "../ffi/dump.ts";
+import { MapSnapshot } from "../ffi/snapshot.ts";
 import { KernelCounter } from "../ffi/count.ts";
 import {
   backendFlag,
@@ -37,7 +46,26 @@ const DUMP_FLAGS = {
   chunk: { type: "string" },
   "seed-compat": { type: "boolean" },
   parallel: { type: "string" },
+  method: { type: "string" },
+  "kernel-budget": { type: "string" },
 } as const;
+
+/** The methods `batch.ts --method` takes: those built on LOOKUP_BATCH or the snapshot, and `auto`. */
+export const BATCH_SCRIPT_METHODS = ["batch", "parallel", "snapshot", "hybrid", "auto"] as const;
+
+/** `--method`, checked: one of `BATCH_SCRIPT_METHODS`. */
+function methodFlag(value: string | undefined): DumpMethodChoice | undefined {
+  if (value === undefined) return undefined;
+  if ((BATCH_SCRIPT_METHODS as readonly string[]).includes(value)) {
+    return value as DumpMethodChoice;
+  }
+  const elsewhere = (DUMP_METHODS as readonly string[]).includes(value)
+    ? ` (${value} has a script or flag of its own)`
+    : "";
+  throw new UsageError(
+    `unknown --method "${value}"${elsewhere}: choose from ${BATCH_SCRIPT_METHODS.join(", ")}`,
+  );
+}
 
 /** `--parallel` may stand without a number, meaning one range per CPU. */
 function withParallelDefault(args: string[]): string[] {
@@ -52,7 +80,7 @@ function optionalIntFlag(value: string | undefined, flag: string): number | unde
 
 /** What distinguishes one dump script from another. */
 export interface DumpScript {
-  /** `normal`, `batch` or `iter`. */
+  /** `normal`, `batch` (the default of `--method`) or `iter`. */
   method: Extract<DumpMethod, "normal" | "batch" | "iter">;
   /** The words the study printed around the walk. */
   verb: string;
@@ -63,21 +91,34 @@ export async function dumpScript(script: DumpScript): Promise<void> {
   const flags = parseFlags(DUMP_FLAGS, withParallelDefault(Deno.args));
   const batch = script.method === "batch";
   if (
-    !batch && (flags.chunk !== undefined || flags["seed-compat"] || flags.parallel !== undefined)
+    !batch && (flags.chunk !== undefined || flags["seed-compat"] || flags.parallel !== undefined ||
+      flags.method !== undefined || flags["kernel-budget"] !== undefined)
   ) {
-    throw new UsageError("--chunk, --parallel and --seed-compat belong to batch.ts");
+    throw new UsageError(
+      "--chunk, --parallel, --method, --kernel-budget and --seed-compat belong to batch.ts",
+    );
   }
-  if (flags["seed-compat"] && flags.parallel !== undefined) {
-    throw new UsageError("--seed-compat and --parallel exclude each other");
+  const chosen = methodFlag(flags.method);
+  if (flags["seed-compat"] && (flags.parallel !== undefined || chosen !== undefined)) {
+    throw new UsageError("--seed-compat excludes --parallel and --method");
+  }
+  if (flags.parallel !== undefined && chosen !== undefined && chosen !== "parallel") {
+    throw new UsageError(`--parallel and --method ${chosen} exclude each other`);
   }
   const ranges = flags.parallel === undefined
     ? undefined
     : intFlag(flags.parallel, "parallel", 1, { max: 1 << 20 });
-  const method: DumpMethod = flags["seed-compat"]
+  const method: DumpMethodChoice = flags["seed-compat"]
     ? "seed-compat"
     : ranges !== undefined
     ? "parallel"
-    : script.method;
+    : chosen ?? script.method;
+  const kernelTimeBudgetMs = flags["kernel-budget"] === undefined
+    ? undefined
+    : intFlag(flags["kernel-budget"], "kernel-budget", 1000, {
+      max: 20_000,
+      maxReason: " (the kernel warns of a soft lockup at 20 s)",
+    });
   const chunk = intFlag(flags.chunk, "chunk", 4096, {
     max: KERNEL_CHUNK_LIMIT,
     maxReason: " (the kernel's count is a __u32)",
@@ -95,9 +136,14 @@ export async function dumpScript(script: DumpScript): Promise<void> {
   // The kernel's count, read before and after each walk: loaded once for every run.
   const opened = KernelCounter.open();
   using counter = typeof opened === "string" ? undefined : opened;
+  // The snapshot is loaded once for every run (setup, not timed), and refused in one line.
+  const snapshot = method === "snapshot" || method === "hybrid"
+    ? MapSnapshot.open(map, { kernelTimeBudgetMs })
+    : undefined;
+  using _snapshot = snapshot;
   say(
-    `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries, ${
-      methodBackend(method, map)
+    `get from id: ${map.info.id} (${map.typeName}, ${map.info.maxEntries} max entries${
+      method === "auto" ? "" : `, ${methodBackend(method, map)}`
     })`,
   );
   const results: DumpResult[] = [];
@@ -107,6 +153,8 @@ export async function dumpScript(script: DumpScript): Promise<void> {
       method,
       chunk,
       ranges,
+      snapshot,
+      kernelTimeBudgetMs,
       ...(counter ? { counter } : { expected: { unavailable: opened as string } }),
     });
     results.push(result);
@@ -123,10 +171,24 @@ export async function dumpScript(script: DumpScript): Promise<void> {
       );
       console.log("------------------------");
     }
+    if (result.plan) say(`Method auto: ${result.plan.method}: ${result.plan.reason}`);
     say(`Finish ${script.verb} bpf map`);
     say(`Count ${result.entries} entries`);
-    if (method !== "normal") {
-      say(`${method === "iter" ? "Read" : "Batch"} Count is ${result.batches}`);
+    if (result.method !== "normal") {
+      say(`${result.method === "iter" ? "Read" : "Batch"} Count is ${result.batches}`);
+    }
+    const kernel = result.kernelWalk;
+    if (kernel) {
+      const split = kernel.split
+        ? `, batch side from ${kernel.split.at} of ${kernel.split.of} ${
+          kernel.split.batchSideKept ? "" : "(dropped: the snapshot walked the whole map)"
+        }`
+        : "";
+      say(
+        `Snapshot ${kernel.snapshotEntries} entries in one ${
+          kernel.longestCallMs.toFixed(1)
+        } ms kernel call (stopped: ${kernel.snapshot.stoppedBy}), LOOKUP_BATCH ${kernel.batchEntries}${split}`,
+      );
     }
     say(
       `Elapsed ${result.seconds.toFixed(3)} s (${result.syscalls} syscalls${

@@ -11,10 +11,11 @@ import {
   BpfError,
   BpfMap,
   dumpMap,
-  type DumpMethod,
+  type DumpMethodChoice,
   type DumpResult,
   fillMap,
   MapIterator,
+  MapSnapshot,
   type MapTypeName,
   ParallelPool,
   peakRss,
@@ -25,15 +26,18 @@ import { summary } from "./_cli.ts";
 
 /** One way to dump: a method, and the backend its map is opened with. */
 export interface Variant {
-  /** The dump method. */
-  method: DumpMethod;
+  /** The dump method (`auto`: the one `dumpMap` chooses; `DumpResult.method` says which). */
+  method: DumpMethodChoice;
   /** The backend the map is opened with (parallel and iter always use their own mechanism). */
   backend: BackendName;
   /** How tables and charts name it. */
   label: string;
 }
 
-/** Every method on every backend it can use: per-entry and batch on both, parallel and iter once. */
+/**
+ * Every method on every backend it can use: per-entry, batch and parallel on both; iter,
+ * snapshot, hybrid (its batch side on the syscall backend) and auto once.
+ */
 export const VARIANTS: readonly Variant[] = [
   { method: "normal", backend: "syscall", label: "per-entry / syscall" },
   { method: "normal", backend: "libbpf", label: "per-entry / libbpf" },
@@ -42,7 +46,15 @@ export const VARIANTS: readonly Variant[] = [
   { method: "parallel", backend: "syscall", label: "parallel batch / syscall" },
   { method: "parallel", backend: "libbpf", label: "parallel batch / libbpf" },
   { method: "iter", backend: "libbpf", label: "bpf_iter" },
+  { method: "snapshot", backend: "syscall", label: "snapshot" },
+  { method: "hybrid", backend: "syscall", label: "hybrid" },
+  { method: "auto", backend: "syscall", label: "auto" },
 ];
+
+/** Whether a method runs the in-kernel snapshot (or may: `auto`). */
+function usesSnapshot(method: DumpMethodChoice): boolean {
+  return method === "snapshot" || method === "hybrid" || method === "auto";
+}
 
 /** What the rounds of one variant measured. */
 export interface Measurement {
@@ -70,6 +82,8 @@ export interface MeasureOptions {
   chunk?: number;
   /** Ranges of the parallel dump (default: the number of CPUs). */
   ranges?: number;
+  /** The kernel time one snapshot run may take, in milliseconds (default 1000). */
+  kernelTimeBudgetMs?: number;
   /** Called before each dump, for progress lines. */
   onStep?: (variant: Variant, round: number) => void;
   /** Called at the end of each round (to run a reference in the same rhythm). */
@@ -102,7 +116,10 @@ export async function measure(
     return map;
   };
   const iterators = new Map<BpfMap, MapIterator>();
+  const snapshots = new Map<BpfMap, MapSnapshot>();
   let pool: ParallelPool | undefined;
+  // The hybrid's batch side: one Worker per CPU but the one the snapshot runs on.
+  let hybridPool: ParallelPool | undefined;
   const results: Measurement[] = variants.map((variant) => ({
     variant,
     seconds: [],
@@ -129,15 +146,40 @@ export async function measure(
           if (variant.method === "parallel") {
             pool ??= await ParallelPool.forRanges(options.ranges);
           }
+          let snapshot: MapSnapshot | undefined;
+          if (usesSnapshot(variant.method)) {
+            const unavailable = MapSnapshot.unavailable(map);
+            if (unavailable !== null && variant.method !== "auto") {
+              measurement.skipped = `${variant.method}: ${unavailable}`;
+              continue;
+            }
+            if (unavailable === null) {
+              snapshot = snapshots.get(map) ??
+                MapSnapshot.open(map, { kernelTimeBudgetMs: options.kernelTimeBudgetMs });
+              snapshots.set(map, snapshot);
+            }
+            if (variant.method === "hybrid") {
+              hybridPool ??= await ParallelPool.start(
+                Math.max(1, navigator.hardwareConcurrency - 1),
+              );
+            }
+          }
           const heapBefore = heapAfterGc();
           resetPeakRss();
           const result = await dumpMap(map, {
             method: variant.method,
             chunk: options.chunk,
-            ranges: options.ranges,
+            ranges: variant.method === "parallel" ? options.ranges : undefined,
             expected,
             iterator,
-            pool,
+            // `auto` starts the Workers of what it chooses (untimed, as every setup).
+            pool: variant.method === "parallel"
+              ? pool
+              : variant.method === "hybrid"
+              ? hybridPool
+              : undefined,
+            snapshot,
+            kernelTimeBudgetMs: options.kernelTimeBudgetMs,
           });
           const heapAfter = heapAfterGc();
           measurement.seconds.push(result.seconds);
@@ -160,7 +202,9 @@ export async function measure(
     }
   } finally {
     for (const iterator of iterators.values()) iterator.close();
+    for (const snapshot of snapshots.values()) snapshot.close();
     pool?.close();
+    hybridPool?.close();
     for (const map of maps.values()) map.close();
   }
   return results;
@@ -174,16 +218,20 @@ export function spread(seconds: number[]): { median: number; min: number; max: n
 
 /**
  * Creates a `type` map of u32 keys and values holding `entries` entries (keys `0 ..
- * entries - 1`, value 0xdeadbeef). LRU maps get twice the room, since they evict before
- * they are full.
+ * entries - 1`, value 0xdeadbeef), with room for `maxEntries` (default `entries`; LRU maps
+ * get twice the room, since they evict before they are full).
  */
-export async function createFilledMap(type: MapTypeName, entries: number): Promise<BpfMap> {
+export async function createFilledMap(
+  type: MapTypeName,
+  entries: number,
+  maxEntries?: number,
+): Promise<BpfMap> {
   const lru = type === "lru_hash" || type === "lru_percpu_hash";
   const map = BpfMap.create({
     type,
     keySize: 4,
     valueSize: 4,
-    maxEntries: Math.max(1, lru ? entries * 2 : entries),
+    maxEntries: Math.max(1, maxEntries ?? (lru ? entries * 2 : entries)),
     name: "compare",
   });
   try {

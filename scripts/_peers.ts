@@ -4,7 +4,8 @@
  * `bench/peers/`. Each prints one JSON line per dump (entries, distinct keys, seconds of the
  * walk alone, syscalls, peak RSS); this module knows their command lines and reads that line.
  *
- * - C with libbpf (`build/peers/c/peer`): the C reference of every table;
+ * - C with libbpf (`build/peers/c/peer`): the C reference of every table, the in-kernel
+ *   snapshot and the hybrid included (on our own `build/snapshot.bpf.o`);
  * - the Go study with cilium/ebpf 0.9.1 (`build/peers/go/study`), its batch loop as written
  *   (cursor never advanced) and fixed;
  * - npm `bpf` (node_bpf) under Node (`bench/peers/node/peer.mjs`), optional.
@@ -13,7 +14,7 @@
  */
 
 /** The kind of walk, so that each row is compared with the C reference's walk of its kind. */
-export type WalkKind = "per-entry" | "batch" | "parallel" | "iter";
+export type WalkKind = "per-entry" | "batch" | "parallel" | "iter" | "snapshot" | "hybrid";
 
 /** How a reference is run on one map. */
 export interface RunSettings {
@@ -23,6 +24,8 @@ export interface RunSettings {
   chunk: number;
   /** Ranges (threads) of the parallel walk. */
   ranges: number;
+  /** The kernel time one snapshot run may take, in milliseconds. */
+  kernelBudgetMs: number;
 }
 
 /** One reference dump: a program in another language or library. */
@@ -114,6 +117,20 @@ const C_REFERENCES: readonly Reference[] = [
     kind: "iter",
     exact: true,
     command: ({ pin }) => [C_PEER, "iter", pin],
+  },
+  {
+    label: "C / snapshot",
+    mechanism: "C, libbpf, our snapshot.bpf.o",
+    kind: "snapshot",
+    exact: true,
+    command: ({ pin, kernelBudgetMs }) => [C_PEER, "snapshot", pin, String(kernelBudgetMs)],
+  },
+  {
+    label: "C / hybrid",
+    mechanism: "C, libbpf, our snapshot.bpf.o, 2 threads",
+    kind: "hybrid",
+    exact: true,
+    command: ({ pin, kernelBudgetMs }) => [C_PEER, "hybrid", pin, "0.55", String(kernelBudgetMs)],
   },
 ];
 

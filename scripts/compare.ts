@@ -27,7 +27,14 @@ import {
   RuntimeError,
   UsageError,
 } from "./_cli.ts";
-import { createFilledMap, measure, type Measurement, spread, VARIANTS } from "./_measure.ts";
+import {
+  createFilledMap,
+  measure,
+  type Measurement,
+  spread,
+  type Variant,
+  VARIANTS,
+} from "./_measure.ts";
 import {
   builtReferences,
   commandReferences,
@@ -41,9 +48,10 @@ import { type Bar, barChart, renderChart } from "./_charts.ts";
 
 const USAGE =
   `usage: compare.ts [--pin PATH | --id N | --entries N [--type TYPE]] [--rounds R] [--chunk N] [--parallel N]
-                  [--peers] [--peer COMMAND] [--json] [--svg FILE]
-  Dumps one map by every method (per-entry and batch on both backends, parallel batch,
-  bpf_iter), --rounds times each (default 5) interleaved, verifies every dump, and prints
+                  [--methods M,...] [--kernel-budget MS] [--peers] [--peer COMMAND] [--json] [--svg FILE]
+  Dumps one map by every method (per-entry, batch and parallel batch on both backends,
+  bpf_iter, snapshot, hybrid, and auto, which says what it chose and why; --methods picks
+  some), --rounds times each (default 5) interleaved, verifies every dump, and prints
   median and spread of seconds, ns per entry, distinct keys, syscalls, ratio to per-entry,
   heap growth and peak RSS. Without --pin or --id it makes a fresh map of --entries
   (default 1,048,576) of --type (default hash). --peers runs, in the same rounds on the
@@ -51,11 +59,14 @@ const USAGE =
   Go study with cilium/ebpf 0.9.1 (its batch loop as written, and fixed) and node_bpf;
   each row is then compared with the C reference's walk of its kind. --peer COMMAND runs
   another reference (COMMAND normal|batch PIN [CHUNK], printing a JSON line or
-  count=N seconds=S). --svg writes a bar chart.`;
+  count=N seconds=S). --kernel-budget bounds one snapshot run's kernel time (default 1000
+  ms; the rest goes to LOOKUP_BATCH). --svg writes a bar chart.`;
 
 /** One row of the table: one of our methods, or a reference. */
 interface Row {
   label: string;
+  /** `auto`: why it chose its method. */
+  plan?: string | null;
   mechanism: string;
   kind: WalkKind;
   /** A reference (another program), not one of our methods. */
@@ -82,7 +93,27 @@ const METHOD_KIND: Record<DumpMethod, WalkKind> = {
   "seed-compat": "batch",
   parallel: "parallel",
   iter: "iter",
+  snapshot: "snapshot",
+  hybrid: "hybrid",
 };
+
+/** The variants `--methods` names (labels or methods, comma-separated), or all of them. */
+function selectVariants(list: string | undefined): readonly Variant[] {
+  if (list === undefined) return VARIANTS;
+  const names = list.split(",").map((name) => name.trim()).filter(Boolean);
+  const chosen = VARIANTS.filter((v) => names.includes(v.method) || names.includes(v.label));
+  const unknown = names.filter((name) =>
+    !VARIANTS.some((v) => v.method === name || v.label === name)
+  );
+  if (unknown.length > 0 || chosen.length === 0) {
+    throw new UsageError(
+      `unknown --methods "${unknown.join(",") || list}": choose from ${
+        [...new Set(VARIANTS.map((v) => v.method))].join(", ")
+      }`,
+    );
+  }
+  return chosen;
+}
 
 function checkWritable(path: string): void {
   try {
@@ -136,6 +167,8 @@ await runMain(USAGE, async () => {
     peer: { type: "string" },
     json: { type: "boolean" },
     svg: { type: "string" },
+    methods: { type: "string" },
+    "kernel-budget": { type: "string" },
   });
   const fresh = flags.pin === undefined && flags.id === undefined;
   if (!fresh && (flags.entries !== undefined || flags.type !== undefined)) {
@@ -150,6 +183,11 @@ await runMain(USAGE, async () => {
   const typeName = flags.type ?? "hash";
   if (parseMapType(typeName) === undefined) throw new UsageError(`unknown --type "${typeName}"`);
   if (flags.svg !== undefined) checkWritable(flags.svg);
+  const variants = selectVariants(flags.methods);
+  const kernelTimeBudgetMs = intFlag(flags["kernel-budget"], "kernel-budget", 1000, {
+    max: 20_000,
+    maxReason: " (the kernel warns of a soft lockup at 20 s)",
+  });
   const say = flags.json ? () => {} : (text: string) => console.error(text);
 
   const references: Reference[] = [];
@@ -177,10 +215,11 @@ await runMain(USAGE, async () => {
   const referenceRows = references.map(referenceRow);
   const expected = references.length > 0 ? readKernelCount(map).count ?? null : null;
   try {
-    const measurements = await measure(map.info.id, VARIANTS, {
+    const measurements = await measure(map.info.id, variants, {
       rounds,
       chunk,
       ranges,
+      kernelTimeBudgetMs,
       onStep: (variant, round) => say(`round ${round + 1}/${rounds}: ${variant.label}`),
       afterRound: async (round) => {
         for (const [i, reference] of references.entries()) {
@@ -188,7 +227,12 @@ await runMain(USAGE, async () => {
           if (row.skipped !== null || pin === undefined) continue;
           say(`round ${round + 1}/${rounds}: ${reference.label}`);
           try {
-            const result = await runReference(reference, { pin, chunk, ranges });
+            const result = await runReference(reference, {
+              pin,
+              chunk,
+              ranges,
+              kernelBudgetMs: kernelTimeBudgetMs,
+            });
             row.seconds.push(result.seconds);
             row.entries = result.entries;
             row.distinct = result.distinct;
@@ -212,10 +256,13 @@ await runMain(USAGE, async () => {
 });
 
 function measuredRow(m: Measurement): Row {
+  const method = m.last?.method ?? (m.variant.method === "auto" ? "batch" : m.variant.method);
   return {
-    label: m.variant.label,
+    // `auto` says what it chose.
+    label: m.variant.method === "auto" && m.last ? `auto: ${m.last.method}` : m.variant.label,
+    plan: m.last?.plan?.reason ?? null,
     mechanism: m.last?.backend ?? m.variant.backend,
-    kind: METHOD_KIND[m.variant.method],
+    kind: METHOD_KIND[method],
     reference: false,
     seconds: m.seconds,
     entries: m.last?.entries ?? null,
@@ -237,7 +284,9 @@ function medianOf(r: Row | undefined): number | undefined {
  * The reference each row's time is compared with: the C reference's walk of the row's kind
  * (its batch walk where it has none of that kind), or with `--peer` alone, that command's.
  */
-function baseReferences(rows: Row[]): { name: string; of: (kind: WalkKind) => number | undefined } {
+function baseReferences(
+  rows: Row[],
+): { name: string; of: (kind: WalkKind) => number | undefined; batch: number | undefined } {
   const measured = rows.filter((r) => r.reference && r.seconds.length);
   const c = measured.filter((r) => r.label.startsWith("C / "));
   const pool = c.length ? c : measured.filter((r) =>
@@ -245,10 +294,11 @@ function baseReferences(rows: Row[]): { name: string; of: (kind: WalkKind) => nu
     !r.label.startsWith("node_bpf ")
   );
   const name = c.length ? "C" : pool[0]?.label.split(" / ")[0] ?? "";
+  const batch = medianOf(pool.find((r) => r.kind === "batch"));
   return {
     name,
-    of: (kind) =>
-      medianOf(pool.find((r) => r.kind === kind) ?? pool.find((r) => r.kind === "batch")),
+    of: (kind) => medianOf(pool.find((r) => r.kind === kind)) ?? batch,
+    batch,
   };
 }
 
@@ -286,7 +336,9 @@ async function report(
         syscalls: r.syscalls,
         ratioToPerEntry: ratio(r, base),
         ratioToReference: ratio(r, references.of(r.kind)),
+        ratioToReferenceBatch: ratio(r, references.batch),
         comparedWith: references.name || null,
+        plan: r.plan,
         heapGrowth: r.heapGrowth,
         peakRss: r.peakRss,
         verified: r.problem === null && r.unchecked === null && r.skipped === null,
@@ -312,7 +364,7 @@ async function report(
       "syscalls",
       "vs per-entry",
     ];
-    if (references.name) head.push(`vs ${references.name}`);
+    if (references.name) head.push(`vs ${references.name}`, `vs ${references.name} batch`);
     head.push("heap growth", "peak RSS");
     printTable(
       head,
@@ -340,7 +392,7 @@ async function report(
           r.syscalls ?? "-",
           through(base),
         ];
-        if (references.name) row.push(through(references.of(r.kind)));
+        if (references.name) row.push(through(references.of(r.kind)), through(references.batch));
         row.push(
           r.heapGrowth === null ? "-" : bytes(r.heapGrowth),
           r.peakRss === null ? "-" : bytes(r.peakRss),
@@ -351,6 +403,7 @@ async function report(
     for (const r of rows.filter((r) => r.reference && r.problem)) {
       console.log(paint("yellow", `${r.label}: ${r.problem}`));
     }
+    for (const r of rows.filter((r) => r.plan)) console.log(`${r.label}: ${r.plan}`);
     const unchecked = rows.find((r) => r.unchecked);
     if (unchecked) {
       console.log(paint("yellow", `keys only: kernel count unavailable: ${unchecked.unchecked}`));

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { dumpMap, type DumpMethod, type DumpResult } from "../ffi/dump.ts";
+import { dumpMap, type DumpMethodChoice, type DumpResult } from "../ffi/dump.ts";
+import { MapSnapshot } from "../ffi/snapshot.ts";
 import { fillMap } from "../ffi/fill.ts";
 import { readKernelCount } from "../ffi/count.ts";
 import { verifiedCell } from "./_dump.ts";
@@ -25,8 +26,9 @@ import {
 
 const USAGE = `usage: demo.ts [--entries N] [--chunk N] [--backend syscall|libbpf]
   Loads build/test_map.bpf.o with N entries (default 1,048,576), fills it, and dumps it per
-  entry, in batches of --chunk (default 4096), in parallel batches, through bpf_iter and with
-  the study's loop, side by side.`;
+  entry, in batches of --chunk (default 4096), in parallel batches, through bpf_iter, with
+  the in-kernel snapshot and the hybrid (snapshot + batch on the other CPUs), with the
+  method auto picks (it says why) and with the study's loop, side by side.`;
 
 await runMain(USAGE, async () => {
   const flags = parseFlags({
@@ -62,7 +64,12 @@ await runMain(USAGE, async () => {
 
   const expected = readKernelCount(map);
   const results: DumpResult[] = [];
-  for (const method of ["normal", "batch", "parallel", "iter", "seed-compat"] as DumpMethod[]) {
+  const methods: DumpMethodChoice[] = ["normal", "batch", "parallel", "iter"];
+  // The snapshot needs root (or CAP_BPF and CAP_PERFMON) and Linux 5.14+: say so when it cannot run.
+  const noSnapshot = MapSnapshot.unavailable(map);
+  if (noSnapshot === null) methods.push("snapshot", "hybrid");
+  methods.push("auto", "seed-compat");
+  for (const method of methods) {
     console.error(`dumping: ${method}`);
     results.push(await dumpMap(map, { method, chunk, expected }));
   }
@@ -78,8 +85,8 @@ await runMain(USAGE, async () => {
       "batches",
       "time vs normal",
     ],
-    results.map((r) => [
-      r.method,
+    results.map((r, i) => [
+      methods[i] === "auto" ? `auto: ${r.method}` : r.method,
       r.entries,
       r.distinct,
       verifiedCell(r),
@@ -89,10 +96,18 @@ await runMain(USAGE, async () => {
       `${(r.seconds / normal).toFixed(3)}x`,
     ]),
   );
-  const [perEntry, batch, , , seed] = results;
+  const [perEntry, batch] = results;
+  const seed = results[results.length - 1];
   console.log(
     `batch is ${(perEntry.seconds / batch.seconds).toFixed(1)}x faster than per-entry`,
   );
+  const fastest = results.slice(0, -1).reduce((a, b) => b.seconds < a.seconds ? b : a);
+  console.log(
+    `fastest: ${fastest.method}, ${(batch.seconds / fastest.seconds).toFixed(1)}x batch`,
+  );
+  const auto = results[methods.indexOf("auto")];
+  console.log(`auto chose ${auto.method}: ${auto.plan?.reason}`);
+  if (noSnapshot !== null) console.log(paint("yellow", `no snapshot: ${noSnapshot}`));
   console.log(
     `the study's loop reported ${seed.entries} entries but saw only ${seed.distinct} distinct keys: its cursor never moved`,
   );

@@ -1,7 +1,8 @@
 /**
- * Time per entry of every dump method across map sizes, chunk sizes, map types and
- * parallel range counts; writes a CSV and SVG charts (log axes) that show where batching
- * starts to pay, where the chunk size stops mattering, and how the parallel dump scales.
+ * Time per entry of every dump method across map sizes, chunk sizes, map types, parallel
+ * range counts and fill ratios; writes a CSV and SVG charts (log axes) that show where
+ * batching starts to pay, where the chunk size stops mattering, how the parallel dump
+ * scales, and how sparse a table must be before the kernel's walks lose their lead.
  *
  * @module
  */
@@ -16,11 +17,14 @@ const USAGE =
   Measures ns per entry for every method: across map sizes (decades from --min 1000 to --max
   10,000,000; --max 104857600 reaches the original study's size), across chunk sizes (1 to
   65,536 on a --chunk-entries map, default 1,048,576), across map types (--type-entries,
-  default 100,000) and across parallel range counts. --parts picks some of
-  sizes,chunks,types,parallel. Writes DIR/sweep.csv and DIR/{sizes,chunks,types,parallel}.svg
-  (default DIR: sweep-results).`;
+  default 100,000), across parallel range counts and across fill ratios (1% to 100% of a
+  --chunk-entries hash map, for the batch, snapshot, hybrid and auto dumps). --parts picks
+  some of sizes,chunks,types,parallel,fill. Writes DIR/sweep.csv and
+  DIR/{sizes,chunks,types,parallel,fill}.svg (default DIR: sweep-results).`;
 
-const PARTS = ["sizes", "chunks", "types", "parallel"] as const;
+const PARTS = ["sizes", "chunks", "types", "parallel", "fill"] as const;
+/** Fill ratios of the `fill` part, in percent of max_entries. */
+const FILLS = [1, 2, 5, 10, 25, 50, 100];
 type Part = typeof PARTS[number];
 const CHUNKS = [1, 4, 16, 64, 256, 1024, 4096, 16_384, 65_536];
 const RANGES = [1, 2, 3, 4, 8, 16, 64];
@@ -33,6 +37,10 @@ interface Point {
   chunk: number;
   ranges: number;
   method: string;
+  /** What `auto` chose (else the method itself). */
+  chose: string;
+  /** Entries over max_entries. */
+  fill: number;
   median: number;
   min: number;
   max: number;
@@ -50,7 +58,14 @@ function sizes(min: number, max: number): number[] {
 
 /** Runs `variants` on a fresh filled map and returns one point per variant. */
 async function sweepPoint(
-  setting: { part: Part; type: MapTypeName; entries: number; chunk?: number; ranges?: number },
+  setting: {
+    part: Part;
+    type: MapTypeName;
+    entries: number;
+    maxEntries?: number;
+    chunk?: number;
+    ranges?: number;
+  },
   variants: readonly Variant[],
   rounds: number,
 ): Promise<Point[]> {
@@ -59,7 +74,7 @@ async function sweepPoint(
       setting.chunk ? `, chunk ${setting.chunk}` : ""
     }${setting.ranges ? `, ${setting.ranges} ranges` : ""}`,
   );
-  using map = await createFilledMap(setting.type, setting.entries);
+  using map = await createFilledMap(setting.type, setting.entries, setting.maxEntries);
   const measurements = await measure(map.info.id, variants, {
     rounds,
     chunk: setting.chunk,
@@ -75,6 +90,8 @@ async function sweepPoint(
       chunk: setting.chunk ?? 4096,
       ranges: setting.ranges ?? navigator.hardwareConcurrency,
       method: m.variant.label,
+      chose: m.last!.method,
+      fill: entries / map.info.maxEntries,
       ...s,
       nsPerEntry: entries ? (s.median / entries) * 1e9 : NaN,
       verified: m.problem === null,
@@ -94,15 +111,18 @@ function seriesOf(points: Point[], x: (p: Point) => number): Series[] {
 }
 
 function toCsv(points: Point[]): string {
-  const head = "part,type,entries,chunk,ranges,method,median_s,min_s,max_s,ns_per_entry,verified";
+  const head =
+    "part,type,entries,fill,chunk,ranges,method,chose,median_s,min_s,max_s,ns_per_entry,verified";
   const lines = points.map((p) =>
     [
       p.part,
       p.type,
       p.entries,
+      p.fill.toFixed(4),
       p.chunk,
       p.ranges,
       `"${p.method}"`,
+      p.chose,
       p.median,
       p.min,
       p.max,
@@ -225,6 +245,34 @@ await runMain(USAGE, async () => {
       yLabel: "ns per entry",
       series: seriesOf(found, (p) => p.ranges),
       logX: true,
+    }));
+  }
+  if (parts.includes("fill")) {
+    const kernelWalks = VARIANTS.filter((v) =>
+      v.method === "snapshot" || v.method === "hybrid" || v.method === "auto" ||
+      (v.method === "batch" && v.backend === "syscall")
+    );
+    const found: Point[] = [];
+    for (const percent of FILLS) {
+      const entries = Math.max(1, Math.round(chunkEntries * percent / 100));
+      found.push(
+        ...await sweepPoint(
+          { part: "fill", type: "hash", entries, maxEntries: chunkEntries },
+          kernelWalks,
+          rounds,
+        ),
+      );
+    }
+    points.push(...found);
+    charts.fill = await renderChart(lineChart({
+      title: `Time per entry by fill (hash map of ${
+        chunkEntries.toLocaleString("en")
+      } max entries; auto's choice in sweep.csv)`,
+      xLabel: "entries / max_entries (%)",
+      yLabel: "ns per entry",
+      series: seriesOf(found, (p) => p.fill * 100),
+      logX: true,
+      logY: true,
     }));
   }
   Deno.writeTextFileSync(`${out}/sweep.csv`, toCsv(points));

@@ -19,7 +19,15 @@ const METHODS = [
   "parallel batch / syscall",
   "parallel batch / libbpf",
   "bpf_iter",
+  "snapshot",
+  "hybrid",
+  "auto",
 ];
+
+/** The rows' methods, `auto: METHOD` (what auto chose) read as `auto`. */
+function methodsOf(lines: Record<string, unknown>[]): string[] {
+  return lines.map((line) => String(line.method).replace(/^auto: [\w-]+$/, "auto"));
+}
 
 function assertOk(result: Run, what: string): void {
   assert.equal(
@@ -89,7 +97,9 @@ bpfTest("compare.ts prints verified JSON lines, a table of every method and an S
     assertOk(json, "compare.ts --json --svg");
     assert.equal(json.stderr, "", "--json wrote progress on stderr");
     const lines = jsonLines(json.stdout);
-    assert.deepEqual(lines.map((line) => line.method), METHODS);
+    assert.deepEqual(methodsOf(lines), METHODS);
+    const auto = lines.find((line) => String(line.method).startsWith("auto: "))!;
+    assert.match(String(auto.plan), /entries in [\d,]+ buckets, \d+ CPUs?: \w+ estimated/);
     for (const line of lines) {
       const what = JSON.stringify(line);
       assert.equal(line.verified, true, what);
@@ -126,7 +136,7 @@ bpfTest("compare.ts prints verified JSON lines, a table of every method and an S
     const rows = table.stdout.split("\n");
     for (const method of METHODS) {
       assert.ok(
-        rows.some((row) => new RegExp(`^│ ${method} +│`).test(row)),
+        rows.some((row) => new RegExp(`^│ ${method}(: [\\w-]+)? +│`).test(row)),
         `no ${method} row in:\n${table.stdout}`,
       );
     }
@@ -144,6 +154,8 @@ const REFERENCES = [
   "C / batch",
   "C / parallel batch",
   "C / bpf_iter",
+  "C / snapshot",
+  "C / hybrid",
   "Go study / per-entry",
   "Go study / batch as written",
   "Go study / batch, cursor advanced",
@@ -164,7 +176,7 @@ bpfTest("compare.ts --peers runs C, the Go study and node_bpf beside our methods
   );
   assertOk(result, "compare.ts --peers --json");
   const lines = jsonLines(result.stdout);
-  assert.deepEqual(lines.map((line) => line.method), [...METHODS, ...REFERENCES]);
+  assert.deepEqual(methodsOf(lines), [...METHODS, ...REFERENCES]);
   const row = (method: string) => lines.find((line) => line.method === method)!;
   for (const method of REFERENCES) {
     const line = row(method);
@@ -224,7 +236,7 @@ bpfTest("compare.ts --type array dumps an array by every method", async () => {
   );
   assertOk(result, "compare.ts --type array");
   const lines = jsonLines(result.stdout);
-  assert.deepEqual(lines.map((line) => line.method), METHODS);
+  assert.deepEqual(methodsOf(lines), METHODS);
   for (const line of lines) {
     assert.equal(line.verified, true, JSON.stringify(line));
     assert.equal(line.entries, 5000, JSON.stringify(line));
@@ -295,7 +307,7 @@ bpfTest("batch.ts --parallel and iter.ts verify a pinned map", async () => {
   }
 });
 
-bpfTest("sweep.ts writes a verified CSV and four charts; --parts bogus exits 2", async () => {
+bpfTest("sweep.ts writes a verified CSV and five charts; --parts bogus exits 2", async () => {
   const out = Deno.makeTempDirSync({ prefix: "compare_test_sweep_" });
   try {
     const [result, bogus] = await Promise.all([
@@ -310,20 +322,27 @@ bpfTest("sweep.ts writes a verified CSV and four charts; --parts bogus exits 2",
     const [head, ...rows] = Deno.readTextFileSync(`${out}/sweep.csv`).trimEnd().split("\n");
     assert.equal(
       head,
-      "part,type,entries,chunk,ranges,method,median_s,min_s,max_s,ns_per_entry,verified",
+      "part,type,entries,fill,chunk,ranges,method,chose,median_s,min_s,max_s,ns_per_entry,verified",
     );
     assert.ok(rows.length > 0, "no rows");
     for (const row of rows) assert.match(row, /,true$/, `not verified: ${row}`);
-    for (const part of ["sizes", "chunks", "types", "parallel"]) {
+    for (const part of ["sizes", "chunks", "types", "parallel", "fill"]) {
       assert.ok(rows.some((row) => row.startsWith(`${part},`)), `no ${part} rows`);
       const chart = Deno.readTextFileSync(`${out}/${part}.svg`);
       assert.ok(chart.includes("<svg"), `${part}.svg is not an SVG`);
     }
-    // Two sizes by seven methods; nine chunks by three; six types by seven; seven range counts by two.
-    assert.equal(rows.filter((row) => row.startsWith("sizes,")).length, 2 * 7);
+    // Two sizes by ten methods; nine chunks by three; six types by ten, less snapshot and
+    // hybrid on the three per-CPU types (skipped: they see one CPU's values); seven range
+    // counts by two; seven fill ratios by four (batch, snapshot, hybrid, auto).
+    assert.equal(rows.filter((row) => row.startsWith("sizes,")).length, 2 * 10);
     assert.equal(rows.filter((row) => row.startsWith("chunks,")).length, 9 * 3);
-    assert.equal(rows.filter((row) => row.startsWith("types,")).length, 6 * 7);
+    assert.equal(rows.filter((row) => row.startsWith("types,")).length, 6 * 10 - 3 * 2);
     assert.equal(rows.filter((row) => row.startsWith("parallel,")).length, 7 * 2);
+    assert.equal(rows.filter((row) => row.startsWith("fill,")).length, 7 * 4);
+    // auto names what it chose; the others name themselves.
+    for (const row of rows.filter((row) => row.includes(',"auto",'))) {
+      assert.match(row, /,"auto",(normal|batch|parallel|snapshot|hybrid),/, row);
+    }
 
     assertError(bogus, [2], /unknown part "bogus" in --parts/);
     assert.throws(() => Deno.lstatSync(`${out}/bogus`), Deno.errors.NotFound);

@@ -572,8 +572,21 @@ bpfTest(
 Deno.test("batch.ts --help names every flag it takes", async () => {
   const help = await run("batch.ts", "--help");
   assertOk(help, "batch.ts --help");
-  const usage = help.stdout.split("\n")[0];
-  for (const flag of ["--pin", "--id", "--chunk", "--parallel", "--seed-compat", "--backend"]) {
+  // The usage line, continued on indented lines that start with a flag.
+  const lines = help.stdout.split("\n");
+  const usage = [lines[0], ...lines.slice(1).filter((line) => /^\s+\[--/.test(line))].join(" ");
+  for (
+    const flag of [
+      "--pin",
+      "--id",
+      "--chunk",
+      "--parallel",
+      "--seed-compat",
+      "--backend",
+      "--method",
+      "--kernel-budget",
+    ]
+  ) {
     assert.ok(usage.includes(flag), `${flag} missing from: ${usage}`);
   }
   for (const flag of ["--runs", "--mem", "--json", "--key-size", "--value-size"]) {

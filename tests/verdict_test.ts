@@ -55,6 +55,8 @@ function result(overrides: Partial<DumpResult>): DumpResult {
   const figures = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 };
   return {
     method: "batch",
+    plan: null,
+    kernelWalk: null,
     backend: "syscall",
     entries: 10,
     distinct: 10,

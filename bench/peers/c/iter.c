@@ -23,62 +23,11 @@
 #define READ_SIZE	(32 * 1024)
 #define MAX_RECORD	32767	/* a record must fit in the 32 KiB seq_file buffer */
 
-static const char *object_path(char *buf, size_t len)
-{
-	const char *env = getenv("PEER_ITER_OBJ");
-	if (env && *env)
-		return env;
-	if (!access("build/dump_iter.bpf.o", R_OK))
-		return "build/dump_iter.bpf.o";
-	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
-	if (n > 0) {
-		buf[n] = 0;
-		char *slash = strrchr(buf, '/');
-		if (slash && (size_t)(slash - buf) + 32 < len) {
-			strcpy(slash + 1, "../../dump_iter.bpf.o");
-			if (!access(buf, R_OK))
-				return buf;
-		}
-	}
-	die(1, "dump_iter.bpf.o not found in build/ or next to the binary: run `make build` or set PEER_ITER_OBJ");
-}
-
-/* Writes the map's sizes into .rodata's key_size and value_size (offsets from the BTF). */
-static void set_sizes(struct bpf_object *obj, __u32 key_size, __u32 value_bytes)
-{
-	struct bpf_map *rodata = bpf_object__find_map_by_name(obj, ".rodata");
-	struct btf *btf = bpf_object__btf(obj);
-	int id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -1;
-	size_t size;
-	const void *init = rodata ? bpf_map__initial_value(rodata, &size) : NULL;
-	if (!init || id < 0)
-		die(1, "the iterator object has no .rodata with BTF");
-
-	unsigned char *data = xmalloc(size);
-	const struct btf_type *sec = btf__type_by_id(btf, id);
-	const struct btf_var_secinfo *var = btf_var_secinfos(sec);
-	int found = 0;
-	memcpy(data, init, size);
-	for (int i = 0; i < btf_vlen(sec); i++, var++) {
-		const char *name = btf__name_by_offset(btf, btf__type_by_id(btf, var->type)->name_off);
-		const __u32 *v = !strcmp(name, "key_size") ? &key_size
-			       : !strcmp(name, "value_size") ? &value_bytes : NULL;
-		if (v && var->size == 4 && var->offset + 4 <= size) {
-			memcpy(data + var->offset, v, 4);
-			found++;
-		}
-	}
-	if (found != 2)
-		die(1, "the iterator object's .rodata lacks __u32 key_size and value_size");
-	if (bpf_map__set_initial_value(rodata, data, size))
-		die(1, "cannot set the iterator's .rodata: %s", strerror(errno));
-	free(data);
-}
 
 void walk_iter(const struct map *m, struct walk *w)
 {
 	char pathbuf[PATH_MAX];
-	const char *path = object_path(pathbuf, sizeof(pathbuf));
+	const char *path = find_object("dump_iter.bpf.o", "PEER_ITER_OBJ", pathbuf, sizeof(pathbuf));
 	size_t ks = m->key_size, record = ks + m->value_bytes;
 
 	if (record > MAX_RECORD)
@@ -87,7 +36,11 @@ void walk_iter(const struct map *m, struct walk *w)
 	struct bpf_object *obj = bpf_object__open_file(path, NULL);
 	if (!obj)
 		die(1, "cannot open %s: %s", path, strerror(errno));
-	set_sizes(obj, m->key_size, m->value_bytes);
+	const struct rodata_var vars[] = {
+		{ "key_size", &m->key_size, 4 },
+		{ "value_size", &m->value_bytes, 4 },
+	};
+	set_rodata(obj, vars, 2);
 	if (bpf_object__load(obj))
 		die(1, "cannot load %s: %s", path, strerror(errno));
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "dump_map");

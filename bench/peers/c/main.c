@@ -7,6 +7,8 @@
  *   peer batch PIN [CHUNK]             LOOKUP_BATCH walk (chunk 4096)
  *   peer pbatch PIN [THREADS] [CHUNK]  LOOKUP_BATCH on THREADS threads (2) over disjoint ranges
  *   peer iter PIN                      bpf_iter program dump_map (build/dump_iter.bpf.o)
+ *   peer snapshot PIN [BUDGET_MS]      in-kernel snapshot (build/snapshot.bpf.o), LOOKUP_BATCH after
+ *   peer hybrid PIN [FRACTION] [BUDGET_MS]  snapshot of [0, B) + LOOKUP_BATCH of [B, end) on a thread
  *
  * Every command prints ONE JSON line on stdout, e.g.
  *   {"impl":"c","method":"batch","entries":1048576,"distinct":1048576,"seconds":0.298123,
@@ -17,12 +19,14 @@
  * Errors: one "peer: error: ..." line on stderr; exit 2 for bad arguments, 1 otherwise.
  *
  * Files: main.c (this: CLI, map info, output, distinct count), mkmap.c, walk.c (normal,
- * batch), pbatch.c, iter.c.
+ * batch), pbatch.c, iter.c, snapshot.c (snapshot, hybrid).
  */
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,21 +50,89 @@ static const char usage[] =
 	"  peer pbatch PIN [THREADS] [CHUNK]  LOOKUP_BATCH on THREADS threads (2) over disjoint bucket\n"
 	"                                     (hash) or index (array) ranges\n"
 	"  peer iter PIN                      bpf_iter program dump_map, read() 32 KiB at a time\n"
+	"  peer snapshot PIN [BUDGET_MS]      in-kernel snapshot: one BPF_PROG_TEST_RUN of the program\n"
+	"                                     snapshot (build/snapshot.bpf.o) copies at most\n"
+	"                                     BUDGET_MS*1e6/300 entries (BUDGET_MS 1000) into mmap'ed arrays;\n"
+	"                                     LOOKUP_BATCH (4096) reads the rest from where it stopped\n"
+	"  peer hybrid PIN [FRACTION] [BUDGET_MS]\n"
+	"                                     LOOKUP_BATCH over buckets (hash) or keys (array) [B, end) on\n"
+	"                                     a second thread, B = round(FRACTION * end) (0.55); the snapshot\n"
+	"                                     walks from the start and stops at the batch side's first key\n"
+	"                                     (dropped if the snapshot never met it and walked everything)\n"
 	"  peer --help\n"
 	"\n"
 	"Each command prints one JSON line on stdout:\n"
-	"  {\"impl\":\"c\",\"method\":M,\"entries\":N,\"distinct\":D,\"seconds\":S,\"syscalls\":C,\"peakRss\":B[,\"threads\":T][,\"chunk\":K]}\n"
+	"  {\"impl\":\"c\",\"method\":M,\"entries\":N,\"distinct\":D,\"seconds\":S,\"syscalls\":C,\"peakRss\":B[,\"threads\":T][,\"chunk\":K]\n"
+	"   [,\"setup\":U,\"snapshotEntries\":E,\"batchEntries\":F[,\"split\":P,\"batchSideKept\":true|false]]}\n"
 	"entries: keys returned (duplicates included); distinct: different keys among them;\n"
 	"seconds: wall clock of the walk (mkmap: of the fill); syscalls: bpf() calls in it (iter:\n"
 	"read() calls + 1 for bpf_iter_create); peakRss: VmHWM in bytes as the walk ends,\n"
 	"reset to the current RSS as it starts;\n"
-	"chunk: the chunk in use at the end (batch, pbatch, mkmap).\n"
+	"chunk: the chunk in use at the end (batch, pbatch, mkmap; snapshot, hybrid: of LOOKUP_BATCH);\n"
+	"snapshot, hybrid: setup: seconds to load the program, create the output and mmap it (not in\n"
+	"seconds); snapshotEntries, batchEntries: keys from the kernel walk and from LOOKUP_BATCH;\n"
+	"hybrid: split: B; batchSideKept: false when the snapshot walked the whole map (sentinel gone);\n"
+	"syscalls: BPF_PROG_TEST_RUN, the stop_key update (hybrid) and every LOOKUP_BATCH.\n"
 	"\n"
 	"environment: PEER_ITER_OBJ  the dump_iter.bpf.o to load (default: build/dump_iter.bpf.o\n"
 	"                            under the working directory, else ../../dump_iter.bpf.o next\n"
 	"                            to this binary, i.e. build/dump_iter.bpf.o of its checkout)\n"
+	"             PEER_SNAPSHOT_OBJ  the snapshot.bpf.o to load (found as PEER_ITER_OBJ's default)\n"
 	"             PEER_DEBUG=1   show libbpf's own messages\n"
 	"exit status: 0 ok, 1 runtime error, 2 bad arguments (one \"peer: error: ...\" line on stderr)\n";
+
+const char *find_object(const char *name, const char *env, char *buf, size_t len)
+{
+	const char *given = getenv(env);
+	if (given && *given)
+		return given;
+	if ((size_t)snprintf(buf, len, "build/%s", name) < len && !access(buf, R_OK))
+		return buf;
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+	if (n > 0) {
+		buf[n] = 0;
+		char *slash = strrchr(buf, '/');
+		if (slash && (size_t)(slash - buf) + strlen(name) + 8 < len) {
+			sprintf(slash + 1, "../../%s", name);
+			if (!access(buf, R_OK))
+				return buf;
+		}
+	}
+	die(1, "%s not found in build/ or next to the binary: run `make build` or set %s", name, env);
+}
+
+void set_rodata(struct bpf_object *obj, const struct rodata_var *vars, int n)
+{
+	struct bpf_map *rodata = bpf_object__find_map_by_name(obj, ".rodata");
+	struct btf *btf = bpf_object__btf(obj);
+	int id = btf ? btf__find_by_name_kind(btf, ".rodata", BTF_KIND_DATASEC) : -1;
+	size_t size;
+	const void *init = rodata ? bpf_map__initial_value(rodata, &size) : NULL;
+	if (!init || id < 0)
+		die(1, "the BPF object has no .rodata with BTF");
+
+	unsigned char *data = xmalloc(size);
+	const struct btf_type *sec = btf__type_by_id(btf, id);
+	memcpy(data, init, size);
+	for (int v = 0; v < n; v++) {
+		const struct btf_var_secinfo *var = btf_var_secinfos(sec);
+		int found = 0;
+		for (int i = 0; i < btf_vlen(sec) && !found; i++, var++) {
+			const char *name =
+				btf__name_by_offset(btf, btf__type_by_id(btf, var->type)->name_off);
+			if (!strcmp(name, vars[v].name) && var->size == vars[v].size &&
+			    var->offset + vars[v].size <= size) {
+				memcpy(data + var->offset, vars[v].value, vars[v].size);
+				found = 1;
+			}
+		}
+		if (!found)
+			die(1, "the BPF object's .rodata lacks %s of %zu bytes", vars[v].name, vars[v].size);
+	}
+	if (bpf_map__set_initial_value(rodata, data, size))
+		die(1, "cannot set the BPF object's .rodata: %s", strerror(errno));
+	free(data);
+}
 
 void die(int code, const char *fmt, ...)
 {
@@ -88,6 +160,20 @@ __u32 parse_u32(const char *s, const char *what, __u32 min)
 	unsigned long long v = strtoull(s, &end, 0);
 	if (!*s || *end || errno || s[0] == '-' || v > 0xffffffffull || v < min)
 		die(2, "%s must be an integer in [%u, 4294967295], not '%s'", what, min, s);
+	return v;
+}
+
+/* A number > 0 (and <= max when max > 0), e.g. a budget in milliseconds or a fraction. */
+static double parse_positive(const char *s, const char *what, double max)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (!*s || *end || errno || !(v > 0) || !isfinite(v) || (max > 0 && v > max)) {
+		if (max > 0)
+			die(2, "%s must be a number in (0, %g], not '%s'", what, max, s);
+		die(2, "%s must be a positive number, not '%s'", what, s);
+	}
 	return v;
 }
 
@@ -191,6 +277,13 @@ void print_result(const struct walk *w, size_t distinct)
 		printf(",\"threads\":%d", w->threads);
 	if (w->chunk)
 		printf(",\"chunk\":%u", w->chunk);
+	if (w->snapshot) {
+		printf(",\"setup\":%.6f,\"snapshotEntries\":%zu,\"batchEntries\":%zu",
+		       w->setup, w->snapshot_entries, w->batch_entries);
+		if (!strcmp(w->method, "hybrid"))
+			printf(",\"split\":%u,\"batchSideKept\":%s", w->split,
+			       w->batch_side_kept ? "true" : "false");
+	}
 	printf("}\n");
 	fflush(stdout);
 }
@@ -314,6 +407,12 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "pbatch")) {
 		if (argc < 3 || nargs > 2)
 			die(2, "usage: peer pbatch PIN [THREADS] [CHUNK]");
+	} else if (!strcmp(cmd, "snapshot")) {
+		if (argc < 3 || nargs > 1)
+			die(2, "usage: peer snapshot PIN [BUDGET_MS]");
+	} else if (!strcmp(cmd, "hybrid")) {
+		if (argc < 3 || nargs > 2)
+			die(2, "usage: peer hybrid PIN [FRACTION] [BUDGET_MS]");
 	} else {
 		die(2, "unknown command '%s' (peer --help lists them)", cmd);
 	}
@@ -325,6 +424,13 @@ int main(int argc, char **argv)
 		threads = parse_u32(argv[3], "THREADS", 1);
 	if (!strcmp(cmd, "pbatch") && nargs > 1)
 		chunk = parse_u32(argv[4], "CHUNK", 1);
+	double budget_ms = 1000, fraction = 0.55;
+	if (!strcmp(cmd, "snapshot") && nargs > 0)
+		budget_ms = parse_positive(argv[3], "BUDGET_MS", 0);
+	if (!strcmp(cmd, "hybrid") && nargs > 0)
+		fraction = parse_positive(argv[3], "FRACTION", 1);
+	if (!strcmp(cmd, "hybrid") && nargs > 1)
+		budget_ms = parse_positive(argv[4], "BUDGET_MS", 0);
 	if (threads > 1024)
 		die(2, "THREADS must be at most 1024, not %u", threads);
 	if (chunk > (1u << 30))
@@ -337,6 +443,10 @@ int main(int argc, char **argv)
 		walk_batch(&m, &w, chunk);
 	else if (!strcmp(cmd, "pbatch"))
 		walk_pbatch(&m, &w, threads, chunk);
+	else if (!strcmp(cmd, "snapshot"))
+		walk_snapshot(&m, &w, budget_ms);
+	else if (!strcmp(cmd, "hybrid"))
+		walk_hybrid(&m, &w, fraction, budget_ms);
 	else
 		walk_iter(&m, &w);
 	print_result(&w, distinct_keys(&w.keys));

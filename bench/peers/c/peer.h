@@ -30,10 +30,30 @@ struct walk {
 	int threads;         /* 0: not printed */
 	long peak_rss;       /* bytes, read as the timer stops */
 	struct keys keys;
+	/* snapshot, hybrid (printed when `snapshot` is set) */
+	int snapshot;
+	double setup;            /* seconds: load, create and map the output (not in `seconds`) */
+	size_t snapshot_entries; /* keys handed out from the kernel walk's output */
+	size_t batch_entries;    /* keys from LOOKUP_BATCH: the rest, the gap, the batch side */
+	__u32 split;             /* hybrid: the cursor position B where the batch side began */
+	int batch_side_kept;     /* hybrid: 0 when the sentinel was gone and the snapshot walked all */
 };
 
 /* main.c */
 void die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+/* The path of the project's BPF object `name` (build/NAME), from $ENV, build/ in the working
+ * directory, or next to the binary (build/peers/c/../../NAME); dies saying how to build it. */
+const char *find_object(const char *name, const char *env, char *buf, size_t len);
+
+/* A variable of an object's .rodata and the bytes to give it before load. */
+struct rodata_var {
+	const char *name;
+	const void *value;
+	size_t size;
+};
+struct bpf_object;
+/* Sets each variable (found by name and size in the .rodata DATASEC's BTF); dies if one is missing. */
+void set_rodata(struct bpf_object *obj, const struct rodata_var *vars, int n);
 double now(void);
 __u32 parse_u32(const char *s, const char *what, __u32 min);
 int is_percpu(__u32 type);
@@ -61,5 +81,7 @@ void walk_normal(const struct map *m, struct walk *w);
 void walk_batch(const struct map *m, struct walk *w, __u32 chunk);
 void walk_pbatch(const struct map *m, struct walk *w, int threads, __u32 chunk);
 void walk_iter(const struct map *m, struct walk *w);
+void walk_snapshot(const struct map *m, struct walk *w, double budget_ms);
+void walk_hybrid(const struct map *m, struct walk *w, double fraction, double budget_ms);
 
 #endif
