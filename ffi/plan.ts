@@ -38,9 +38,6 @@ export const RATES = {
 /** The speed-up of LOOKUP_BATCH per extra CPU walking a range of its own (measured: 1.64x on 2). */
 export const PARALLEL_EFFICIENCY = 0.82;
 
-/** The share of the snapshot's bound the hybrid plans to use (the map may grow meanwhile). */
-export const SPLIT_BOUND_MARGIN = 0.95;
-
 /** What the model knows of a map. */
 export interface MapShape {
   /** `enum bpf_map_type` number. */
@@ -91,24 +88,60 @@ function walkNs(rate: MethodRate, entries: number, buckets: number): number {
   return rate.element * entries + rate.bucket * buckets;
 }
 
+/** Rates that override the model's (measured ones). */
+export interface MeasuredRates {
+  /** The snapshot's kernel walk. */
+  snapshot?: MethodRate;
+  /** LOOKUP_BATCH on one thread. */
+  batch?: MethodRate;
+}
+
 /**
- * The hybrid's split: the fraction of the cursor space (buckets, or keys of an array) the
- * snapshot walks on this thread so that it ends when the `workers` LOOKUP_BATCH ranges over
- * the rest do, at most `SPLIT_BOUND_MARGIN` of the snapshot's bound. `rates` overrides the model's (measured ones).
+ * The time of each side of a hybrid that splits at fraction `split` of the cursor space, in
+ * nanoseconds: this thread runs the snapshot over the first part, up to its bound, and
+ * LOOKUP_BATCH over what the bound leaves of it; the `workers` read the rest.
+ */
+export function hybridSides(
+  shape: MapShape,
+  workers: number,
+  bound: number,
+  split: number,
+  rates: MeasuredRates = {},
+): { thisThread: number; workers: number } {
+  const { entries, buckets } = shape;
+  const first = entries * split;
+  const copied = Math.min(first, bound);
+  const share = entries > 0 ? copied / entries : 0;
+  const batch = rates.batch ?? RATES.batch;
+  return {
+    thisThread: walkNs(rates.snapshot ?? RATES.snapshot, copied, buckets * share) +
+      walkNs(batch, first - copied, buckets * (split - share)),
+    workers: walkNs(batch, entries - first, buckets * (1 - split)) /
+      (workers * (workers > 1 ? PARALLEL_EFFICIENCY : 1)),
+  };
+}
+
+/**
+ * The hybrid's split: the fraction of the cursor space (buckets, or keys of an array) this
+ * thread takes so that it ends when the `workers` LOOKUP_BATCH ranges over the rest do. When
+ * the snapshot's bound stops it first, this thread reads the rest of its part with
+ * LOOKUP_BATCH (`hybridSides`).
  */
 export function hybridSplit(
   shape: MapShape,
   workers: number,
   bound: number,
-  rates: { snapshot?: MethodRate; batch?: MethodRate } = {},
+  rates: MeasuredRates = {},
 ): number {
-  const snapshot = walkNs(rates.snapshot ?? RATES.snapshot, shape.entries, shape.buckets);
-  const batch = walkNs(rates.batch ?? RATES.batch, shape.entries, shape.buckets) /
-    (workers * (workers > 1 ? PARALLEL_EFFICIENCY : 1));
-  const balanced = batch / (snapshot + batch);
-  // A margin below the bound, so that the snapshot meets the sentinel before it.
-  const bounded = shape.entries > 0 ? SPLIT_BOUND_MARGIN * bound / shape.entries : 1;
-  return Math.min(balanced, bounded, 1);
+  // This thread's side grows with the split and the workers' shrinks: bisect.
+  let [low, high] = [0, 1];
+  for (let i = 0; i < 40; i++) {
+    const mid = (low + high) / 2;
+    const sides = hybridSides(shape, workers, bound, mid, rates);
+    if (sides.thisThread < sides.workers) low = mid;
+    else high = mid;
+  }
+  return (low + high) / 2;
 }
 
 function formatMs(ms: number): string {
@@ -165,11 +198,9 @@ export function choosePlan(shape: MapShape, abilities: Abilities): Plan {
     if (cpus > 1) {
       const workers = cpus - 1;
       split = hybridSplit(shape, workers, bound);
-      const snapshotSide = walkNs(RATES.snapshot, entries * split, buckets * split);
-      const batchSide = walkNs(RATES.batch, entries * (1 - split), buckets * (1 - split)) /
-        (workers * (workers > 1 ? PARALLEL_EFFICIENCY : 1));
+      const sides = hybridSides(shape, workers, bound, split);
       estimates.hybrid = setup + workerSetup * workers + RATES.sentinel.setup +
-        Math.max(snapshotSide, batchSide);
+        Math.max(sides.thisThread, sides.workers);
     }
   }
   const ranked = (Object.entries(estimates) as [PlannedMethod, number][])

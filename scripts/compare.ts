@@ -51,7 +51,8 @@ const USAGE =
                   [--methods M,...] [--kernel-budget MS] [--peers] [--peer COMMAND] [--json] [--svg FILE]
   Dumps one map by every method (per-entry, batch and parallel batch on both backends,
   bpf_iter, snapshot, hybrid, and auto, which says what it chose and why; --methods picks
-  some), --rounds times each (default 5) interleaved, verifies every dump, and prints
+  some, and the references of their kinds), --rounds times each (default 5) interleaved,
+  verifies every dump, and prints
   median and spread of seconds, ns per entry, distinct keys, syscalls, ratio to per-entry,
   heap growth and peak RSS. Without --pin or --id it makes a fresh map of --entries
   (default 1,048,576) of --type (default hash). --peers runs, in the same rounds on the
@@ -198,6 +199,14 @@ await runMain(USAGE, async () => {
     missing.push(...built.missing);
   }
   if (flags.peer !== undefined) references.push(...commandReferences(flags.peer));
+  if (flags.methods !== undefined) {
+    // The references of the kinds chosen, and the batch walk every row is also compared with.
+    const kinds = new Set<WalkKind>(["batch"]);
+    for (const v of variants) if (v.method !== "auto") kinds.add(METHOD_KIND[v.method]);
+    if (variants.some((v) => v.method === "auto")) kinds.add("parallel").add("hybrid");
+    const kept = references.filter((r) => kinds.has(r.kind));
+    references.splice(0, references.length, ...kept);
+  }
 
   if (fresh) say(`filling a fresh ${typeName} map of ${entries} entries`);
   using map: BpfMap = fresh
