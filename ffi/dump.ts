@@ -319,7 +319,10 @@ async function walk(
     case "iter":
       return batchStats(options.iterator!.forEachBatch(addBatch));
     case "snapshot": {
-      const stats = forEachBatchSnapshot(map, addBatch, { snapshot: options.snapshot!, chunk });
+      const stats = await forEachBatchSnapshot(map, addBatch, {
+        snapshot: options.snapshot!,
+        chunk,
+      });
       return { ...batchStats(stats), kernelWalk: stats };
     }
     case "hybrid": {
@@ -369,8 +372,11 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     plan = choosePlan(shape, {
       cpus: navigator.hardwareConcurrency,
       snapshotUnavailable: options.snapshot ? null : MapSnapshot.unavailable(map),
-      snapshotBound: options.snapshot?.maxElemsPerCall ??
-        snapshotElementBound({ kernelTimeBudgetMs: options.kernelTimeBudgetMs }),
+      snapshotBound: options.snapshot?.elementLimit ??
+        snapshotElementBound(
+          { kernelTimeBudgetMs: options.kernelTimeBudgetMs },
+          map.info.maxEntries,
+        ),
       workersStarted: options.pool !== undefined,
       snapshotOpened: options.snapshot !== undefined,
     });
@@ -400,7 +406,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   let split = options.split;
   if (method === "hybrid" && split === undefined) {
     if (!plan) shape.entries = countNow().count ?? map.info.maxEntries;
-    split = plan?.split ?? hybridSplit(shape, hybridRanges, snapshot!.maxElemsPerCall);
+    split = plan?.split ?? hybridSplit(shape, hybridRanges, snapshot!.elementLimit);
   }
   // Keys other than 4 bytes cost a hash table probe each: where no key is needed at once
   // (nothing to hand over without its repeats), another thread counts them while this one

@@ -562,12 +562,23 @@ export class BpfMap implements Disposable {
     };
   }
 
-  /** Yields the map in batches with LOOKUP_BATCH; each batch's views are reused by the next. */
-  *batches(options: BatchOptions = {}): Generator<BatchView> {
+  /**
+   * Yields the map in batches with LOOKUP_BATCH; each batch's views are reused by the next.
+   * Returns the walk's figures when it ends.
+   */
+  *batches(options: BatchOptions = {}): Generator<BatchView, WalkStats> {
     const walker = this.#batchWalker(options);
+    let entries = 0;
     while (walker.next()) {
-      yield { keys: walker.keys, values: walker.values, count: walker.count };
+      entries += walker.count;
+      yield {
+        keys: walker.keys,
+        values: walker.values,
+        count: walker.count,
+        crossed: walker.crossed,
+      };
     }
+    return { entries, syscalls: walker.syscalls, batches: walker.batches, chunk: walker.chunk };
   }
 
   #batchWalker(options: BatchOptions): BatchWalker {

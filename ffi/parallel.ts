@@ -358,27 +358,68 @@ function keepFirst(batch: BatchView, count: number, keySize: number, valueBytes:
   };
 }
 
+/** Options of `walkRange`. */
+export interface RangeOptions {
+  /** Entries per call (default 4096). */
+  chunk?: number;
+  /** The first key a walk from the range's end returned, or `null`: the range runs to the end. */
+  endMarker?: Uint8Array | null;
+  /**
+   * Lets the event loop run after this many milliseconds of walking (default: never), so
+   * that messages from Workers walking meanwhile are taken in rather than queued.
+   */
+  yieldEveryMs?: number;
+}
+
+/**
+ * Resolves after the event loop has run the tasks already queued (Workers' messages): a
+ * message to itself, which costs microseconds where a timer waits a millisecond or more.
+ */
+function nextTask(): Promise<void> {
+  const { port1, port2 } = new MessageChannel();
+  return new Promise((resolve) => {
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(null);
+  });
+}
+
 /**
  * Reads the range `[start, end)` of `map` on this thread with LOOKUP_BATCH, keeping of its
  * last call of a hash map what precedes `endMarker` (the first key a walk from `end`
  * returned; `null`: the range runs to the end of the map). Views are reused by the next batch.
  */
-export function walkRange(
+export async function walkRange(
   map: BpfMap,
   range: readonly [number, number],
   visit: (batch: BatchView) => void,
-  options: { chunk?: number; endMarker?: Uint8Array | null } = {},
-): WalkStats {
+  options: RangeOptions = {},
+): Promise<WalkStats> {
   const array = isArray(map.info.type);
   const marker = array ? null : options.endMarker ?? null;
+  const batches = map.batches({
+    chunk: options.chunk,
+    range: { start: range[0], end: range[1], array },
+  });
   let entries = 0;
-  const stats = map.forEachBatch((batch) => {
+  let handedOut = 0;
+  let walked = performance.now();
+  for (let step = batches.next();; step = batches.next()) {
+    if (step.done) return { ...step.value, entries, batches: handedOut };
+    const batch = step.value;
     const kept = batch.crossed ? countBeforeMarker(batch, map.keySize, marker) : batch.count;
-    if (kept === 0) return;
-    entries += kept;
-    visit(keepFirst(batch, kept, map.keySize, map.valueBytes));
-  }, { chunk: options.chunk, range: { start: range[0], end: range[1], array } });
-  return { ...stats, entries };
+    if (kept > 0) {
+      entries += kept;
+      handedOut++;
+      visit(keepFirst(batch, kept, map.keySize, map.valueBytes));
+    }
+    if (options.yieldEveryMs !== undefined && performance.now() - walked > options.yieldEveryMs) {
+      await nextTask();
+      walked = performance.now();
+    }
+  }
 }
 
 /**

@@ -34,12 +34,34 @@ import { pathExists } from "./system.ts";
 /** The kernel time one run may take by default, in milliseconds. */
 export const DEFAULT_KERNEL_BUDGET_MS = 1000;
 /**
- * Kernel time per element copied, in nanoseconds, that turns a time budget into an element
- * bound. Measured on a 2-vCPU VM (kernel 6.18) for u32 -> u32 hash maps: 195 ns at 1M
- * entries, 300 ns at 10M (the walk is memory-bound: cache misses grow with the table; a walk
- * with an empty callback costs 192 and 273 ns there). So the default bound is 3,333,333.
+ * Kernel time per element copied, in nanoseconds, by the size of the table (`max_entries`):
+ * the walk is memory-bound, each element a cache miss and, past a few GiB, a TLB miss too.
+ * Measured on a 2-vCPU VM (kernel 6.18), u32 -> u32 hash maps: 197 ns at 1M entries, 275 at
+ * 10M, 591 at 104,857,600 (a walk with an empty callback costs nearly as much). Between the
+ * points the estimate follows log10(max_entries); past the last one it goes on rising.
  */
-export const SNAPSHOT_NS_PER_ELEMENT = 300;
+export const SNAPSHOT_NS_PER_ELEMENT: readonly (readonly [entries: number, ns: number])[] = [
+  [1e6, 200],
+  [1e7, 280],
+  [1e8, 580],
+];
+/** What the estimate is raised by, so that a run stays under its budget. */
+const BUDGET_MARGIN = 1.1;
+/** Runs that visit fewer elements than this teach the snapshot nothing of its map's rate. */
+const MIN_ELEMENTS_TO_LEARN = 100_000;
+
+/** The estimated kernel time per element of a snapshot of a table of `maxEntries`, in ns. */
+export function snapshotNsPerElement(maxEntries: number): number {
+  const points = SNAPSHOT_NS_PER_ELEMENT;
+  const x = Math.log10(Math.max(maxEntries, 1));
+  if (x <= Math.log10(points[0][0])) return points[0][1];
+  let i = 1;
+  while (i < points.length - 1 && x > Math.log10(points[i][0])) i++;
+  const [[e0, n0], [e1, n1]] = [points[i - 1], points[i]];
+  const slope = (n1 - n0) / (Math.log10(e1) - Math.log10(e0));
+  return n0 + slope * (x - Math.log10(e0));
+}
+
 /**
  * Kernel time per bucket walked past, in nanoseconds (measured: 2.9-3.5 ns per empty
  * bucket). The element bound does not limit it: a sparse table costs this per bucket up to
@@ -274,7 +296,8 @@ export interface SnapshotOptions {
   maxElemsPerCall?: number;
   /**
    * Kernel time one run may take, in milliseconds (default `DEFAULT_KERNEL_BUDGET_MS`):
-   * `maxElemsPerCall` is this over `SNAPSHOT_NS_PER_ELEMENT`. Ignored when
+   * `maxElemsPerCall` is this over the estimated time per element (`snapshotNsPerElement`),
+   * and later runs keep to it at the rate measured (`elementLimit`). Ignored when
    * `maxElemsPerCall` is given.
    */
   kernelTimeBudgetMs?: number;
@@ -307,6 +330,8 @@ export interface SnapshotStats extends WalkStats {
   visited: number;
   /** Elements copied by the kernel (`entries` may be fewer: see `resumeCursor`). */
   copied: number;
+  /** The element bound of this run (`MapSnapshot.elementLimit` when it started). */
+  limit: number;
   /** A copy of the last key handed out, if any. */
   lastKey?: Uint8Array;
   /**
@@ -347,22 +372,33 @@ function requireWhole(value: number, what: string, min: number, max: number): nu
 }
 
 /**
- * The most elements one snapshot run copies under `options`: `maxElemsPerCall`, or the
- * kernel time budget (default 1 s) over `SNAPSHOT_NS_PER_ELEMENT`.
+ * The most elements one snapshot run of a table of `maxEntries` copies under `options`:
+ * `maxElemsPerCall`, or the kernel time budget (default 1 s) over the estimated time per
+ * element (`snapshotNsPerElement`, with a margin).
  */
 export function snapshotElementBound(
   options: Pick<SnapshotOptions, "maxElemsPerCall" | "kernelTimeBudgetMs"> = {},
+  maxEntries = 1,
 ): number {
   if (options.maxElemsPerCall !== undefined) {
     return requireWhole(options.maxElemsPerCall, "maxElemsPerCall", 1, 0xffff_ffff);
   }
+  return elementsInBudget(kernelBudget(options), snapshotNsPerElement(maxEntries));
+}
+
+/** `kernelTimeBudgetMs`, checked, or the default. */
+function kernelBudget(options: Pick<SnapshotOptions, "kernelTimeBudgetMs">): number {
   const budget = options.kernelTimeBudgetMs ?? DEFAULT_KERNEL_BUDGET_MS;
   if (!(budget > 0) || !Number.isFinite(budget)) {
     throw new BpfArgumentError(
       `Invalid kernelTimeBudgetMs "${budget}": expected a positive number of milliseconds`,
     );
   }
-  return Math.max(1, Math.floor(budget * 1e6 / SNAPSHOT_NS_PER_ELEMENT));
+  return budget;
+}
+
+function elementsInBudget(budgetMs: number, nsPerElement: number): number {
+  return Math.max(1, Math.floor(budgetMs * 1e6 / (nsPerElement * BUDGET_MARGIN)));
 }
 
 /** libbpf's first own error code; smaller ones are kernel errnos. */
@@ -387,7 +423,7 @@ const LIBBPF_ERRNO_BASE = 4000;
  * ```
  */
 export class MapSnapshot implements Disposable {
-  /** The most elements one run copies. */
+  /** The most elements one run copies: the output's capacity, from the options. */
   readonly maxElemsPerCall: number;
   /** The output's layout (entries it holds, bytes mapped). */
   readonly layout: SnapshotLayout;
@@ -399,6 +435,11 @@ export class MapSnapshot implements Disposable {
   readonly #keySize: number;
   readonly #valueSize: number;
   readonly #subject: string;
+  readonly #maxEntries: number;
+  /** The kernel time budget of a run, when the bound came from one (not `maxElemsPerCall`). */
+  readonly #budgetMs: number | undefined;
+  /** The element bound of the next run: `maxElemsPerCall`, or less once runs proved slower. */
+  #limit: number;
   #opened: Opened | null;
   #walking = false;
   // The run's context and libbpf's options, which holds the context's address: kept together.
@@ -414,6 +455,7 @@ export class MapSnapshot implements Disposable {
     map: BpfMap,
     opened: Opened,
     maxElemsPerCall: number,
+    budgetMs: number | undefined,
     layout: SnapshotLayout,
     setupMs: number,
   ) {
@@ -421,8 +463,11 @@ export class MapSnapshot implements Disposable {
     this.#keySize = map.keySize;
     this.#valueSize = map.valueSize;
     this.#subject = map.subject;
+    this.#maxEntries = map.info.maxEntries;
     this.#opened = opened;
     this.maxElemsPerCall = maxElemsPerCall;
+    this.#budgetMs = budgetMs;
+    this.#limit = maxElemsPerCall;
     this.layout = layout;
     this.buckets = bucketCount(map.info.type, map.info.maxEntries);
     this.setupMs = setupMs;
@@ -434,12 +479,28 @@ export class MapSnapshot implements Disposable {
   }
 
   /**
+   * The element bound of the next run: `maxElemsPerCall`, or fewer when runs of at least
+   * 100,000 elements took longer per element than estimated (the bound then follows the
+   * time measured, so that a run keeps to its kernel time budget).
+   */
+  get elementLimit(): number {
+    return this.#limit;
+  }
+
+  /**
    * The longest one run may hold a CPU, estimated (milliseconds): as many elements as the
    * output holds, and every bucket of the table.
    */
   get worstCaseKernelMs(): number {
-    const elements = this.layout.capacity * SNAPSHOT_NS_PER_ELEMENT;
+    const elements = this.layout.capacity * snapshotNsPerElement(this.#maxEntries);
     return (elements + this.buckets * SNAPSHOT_NS_PER_BUCKET) / 1e6;
+  }
+
+  /** After a run: a budget-bound snapshot keeps its runs within budget at the rate measured. */
+  #learn(kernelMs: number, visited: number): void {
+    if (this.#budgetMs === undefined || visited < MIN_ELEMENTS_TO_LEARN) return;
+    const measured = kernelMs * 1e6 / visited;
+    this.#limit = Math.min(this.maxElemsPerCall, elementsInBudget(this.#budgetMs, measured));
   }
 
   /**
@@ -474,7 +535,7 @@ export class MapSnapshot implements Disposable {
     const started = performance.now();
     const { info, subject } = map;
     const { isHash } = snapshotTarget({ ...info, subject });
-    const maxElemsPerCall = snapshotElementBound(options);
+    const maxElemsPerCall = snapshotElementBound(options, info.maxEntries);
     const capacity = Math.min(info.maxEntries, maxElemsPerCall);
     const layout = snapshotLayout(info.keySize, info.valueSize, capacity);
     const needed = `the snapshot output needs ${
@@ -497,6 +558,7 @@ export class MapSnapshot implements Disposable {
       map,
       opened,
       maxElemsPerCall,
+      options.maxElemsPerCall === undefined ? kernelBudget(options) : undefined,
       layout,
       performance.now() - started,
     );
@@ -651,7 +713,8 @@ export class MapSnapshot implements Disposable {
     const view = this.#argsView;
     const a = SNAP_ARGS.fields;
     this.#args.fill(0);
-    writeField(view, a.limit, BigInt(this.maxElemsPerCall));
+    const limit = this.#limit;
+    writeField(view, a.limit, BigInt(limit));
     writeField(view, a.flags, stopAtKey ? SNAP_F_SENTINEL : 0n);
     const run = requireSymbol("bpf_prog_test_run_opts", "0.7");
     const started = performance.now();
@@ -688,8 +751,10 @@ export class MapSnapshot implements Disposable {
       complete: stoppedBy === "end",
       visited: Number(readU64(view, a.visited)),
       copied,
+      limit,
       kernelMs,
     };
+    this.#learn(kernelMs, stats.visited);
     if (stopAtKey) stats.sentinelMet = stoppedBy === "sentinel";
     if (this.buckets > 0) stats.buckets = readU32(view, a.buckets);
     if (stopped && resumeKnown) stats.resumeCursor = readU32(view, a.resumeCursor);

@@ -7,11 +7,12 @@
  *   stopped (`resumeCursor`).
  * - `hybrid`: LOOKUP_BATCH over the cursor space from a split point `B` to the end, in
  *   Workers, while this thread runs the snapshot from the start; the snapshot stops at the
- *   first key the batch side returned (its sentinel), so the two sides meet exactly. If the
- *   sentinel was deleted before the snapshot reached it, the snapshot walked the whole map
- *   and the batch side is dropped. If the snapshot met its bound first, LOOKUP_BATCH reads
- *   the gap between where it stopped and the sentinel, on this thread, before the batch side
- *   is handed over: entries come out in the walk's order either way.
+ *   first key the batch side returned (its sentinel), so the two sides meet exactly, and the
+ *   entries come out in the walk's order. If the sentinel was deleted before the snapshot
+ *   reached it, the snapshot walked the whole map and the batch side is dropped. If the
+ *   snapshot met its bound first, this thread reads the gap between where it stopped and the
+ *   sentinel with LOOKUP_BATCH while the Workers go on; the gap's batches and the batch
+ *   side's then interleave.
  *
  * Entries are handed to `visit` once per side; a key that moved between the sides while the
  * map was written may come from both, so callers count keys (as `dumpMap` does).
@@ -23,6 +24,9 @@ import { isArray } from "./constants.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
 import { cursorSpace, type ParallelPool, splitRanges, walkRange, walkRanges } from "./parallel.ts";
 import type { MapSnapshot, SnapshotStats } from "./snapshot.ts";
+
+/** How long this thread walks a hybrid's gap before it takes in the Workers' batches. */
+const GAP_YIELD_MS = 5;
 
 /** What a snapshot or hybrid dump did, beyond the entries and calls of every walk. */
 export interface SnapshotDumpStats extends WalkStats {
@@ -89,20 +93,20 @@ export interface SnapshotDumpOptions {
  * import { BpfMap, forEachBatchSnapshot, MapSnapshot } from "../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * using snapshot = MapSnapshot.open(map);
- * const stats = forEachBatchSnapshot(map, (batch) => console.log(batch.count), { snapshot });
+ * const stats = await forEachBatchSnapshot(map, (batch) => console.log(batch.count), { snapshot });
  * console.log(stats.snapshotEntries, stats.batchEntries);
  * ```
  */
-export function forEachBatchSnapshot(
+export async function forEachBatchSnapshot(
   map: BpfMap,
   visit: (batch: BatchView) => void,
   options: SnapshotDumpOptions,
-): SnapshotDumpStats {
+): Promise<SnapshotDumpStats> {
   const snapshot = options.snapshot.forEachBatch(visit);
   const stats = fromSnapshot(snapshot, options.chunk ?? 0);
   if (!snapshot.complete) {
     stats.gap = [resumeFrom(snapshot), cursorSpace(map)];
-    addWalk(stats, walkRange(map, stats.gap, visit, { chunk: options.chunk }));
+    addWalk(stats, await walkRange(map, stats.gap, visit, { chunk: options.chunk }));
   }
   return stats;
 }
@@ -147,6 +151,7 @@ export async function forEachBatchHybrid(
   const workers = Math.max(1, Math.min(options.ranges ?? options.pool.size, space - at));
   let result: SnapshotDumpStats | undefined;
   let keepBatchSide = true;
+  let gapWalk: Promise<WalkStats> | undefined;
   const runSnapshot = (sentinel: Uint8Array | null) => {
     options.onSentinel?.(sentinel);
     const snapshot = options.snapshot.forEachBatch(visit, {
@@ -162,10 +167,13 @@ export async function forEachBatchHybrid(
       const to = sentinel === null ? space : at;
       if (from < to) {
         result.gap = [from, to];
-        addWalk(
-          result,
-          walkRange(map, result.gap, visit, { chunk: options.chunk, endMarker: sentinel }),
-        );
+        // Walked here while the Workers go on, letting their batches in as it goes: held
+        // back, they would pile up in memory.
+        gapWalk = walkRange(map, result.gap, visit, {
+          chunk: options.chunk,
+          endMarker: sentinel,
+          yieldEveryMs: GAP_YIELD_MS,
+        });
       }
     }
   };
@@ -183,6 +191,7 @@ export async function forEachBatchHybrid(
     runSnapshot(null);
   }
   const stats = result!;
+  if (gapWalk) addWalk(stats, await gapWalk);
   stats.split = { at, of: space, batchSideKept: keepBatchSide && at < space };
   stats.syscalls += batchSide.syscalls;
   stats.chunk = batchSide.chunk;

@@ -28,7 +28,9 @@ import {
   kernelRunsSyscallPrograms,
   MapSnapshot,
   missingCapabilities,
+  snapshotElementBound,
   snapshotLayout,
+  snapshotNsPerElement,
   type SnapshotStats,
 } from "../ffi/snapshot.ts";
 import { ALL_BACKENDS, bpfTest, gcTest, ROOT } from "./_helpers.ts";
@@ -456,6 +458,23 @@ bpfTest("snapshot refuses sizes it cannot hold, saying how many bytes it needed"
     BpfError,
     /ENOENT.*make build/,
   );
+});
+
+Deno.test("snapshot: the element bound follows the table's size, under the time budget", () => {
+  // The measured points, and rising between and past them.
+  assert.equal(snapshotNsPerElement(1000), 200);
+  assert.equal(snapshotNsPerElement(1e6), 200);
+  assert.equal(Math.round(snapshotNsPerElement(1e7)), 280);
+  assert.equal(Math.round(snapshotNsPerElement(1e8)), 580);
+  const study = snapshotNsPerElement(104_857_600);
+  assert.ok(study > 580 && study < 600, `${study}`);
+  assert.ok(snapshotNsPerElement(1e9) > snapshotNsPerElement(1e8));
+  // One second at the study's size: 591 ns measured per element there, so the bound keeps a
+  // run under the budget.
+  const bound = snapshotElementBound({}, 104_857_600);
+  assert.ok(bound * 591e-9 < 1, `${bound} elements take ${bound * 591e-9} s`);
+  assert.equal(snapshotElementBound({ maxElemsPerCall: 5 }, 104_857_600), 5);
+  assert.throws(() => snapshotElementBound({ kernelTimeBudgetMs: 0 }), BpfArgumentError);
 });
 
 Deno.test("snapshot: kernel releases and capability sets it refuses", () => {
