@@ -174,6 +174,8 @@ export async function forEachBatchHybrid(
           endMarker: sentinel,
           yieldEveryMs: GAP_YIELD_MS,
         });
+        // Awaited once the batch side ends: a failure before then is not unhandled.
+        gapWalk.catch(() => {});
       }
     }
   };
