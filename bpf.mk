@@ -6,6 +6,7 @@
 #   build/dump_iter.bpf.o  iter/bpf_map_elem program dump_map (raw key+value records)
 #   build/snapshot.bpf.o   syscall program snapshot (map walk into mmapable arrays, ffi/snapshot.ts)
 #   build/churn_writer.bpf.o  syscall program churn (inserts, deletes, rewrites keys; ffi/churn.ts)
+#   build/btf_types.bpf.o  maps only, keys and values of every BTF kind (tests of ffi/btf/)
 
 # Keep the includer's default goal: the rules below must not become it.
 _bpf_saved_default_goal := $(.DEFAULT_GOAL)
@@ -17,7 +18,7 @@ BPF_VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
 BPF_CFLAGS      ?= -O2 -g -Wall
 BPF_BUILD_DIR   := build
 
-BPF_OBJS := build/test_map.bpf.o build/dump_iter.bpf.o build/map_count.bpf.o build/snapshot.bpf.o build/churn_writer.bpf.o
+BPF_OBJS := build/test_map.bpf.o build/dump_iter.bpf.o build/map_count.bpf.o build/snapshot.bpf.o build/churn_writer.bpf.o build/btf_types.bpf.o
 
 .PHONY: bpf-build bpf-clean
 

@@ -95,6 +95,11 @@ export interface DumpOptions {
   snapshot?: MapSnapshot;
   /** The kernel time one snapshot run may take, in milliseconds, when one is opened here (default 1000). */
   kernelTimeBudgetMs?: number;
+  /**
+   * `auto`: choose only among methods that report keys present throughout exactly once while
+   * the map is written (batch, parallel batch, per entry), for a map known to be written.
+   */
+  steady?: boolean;
   /** `hybrid`: the fraction of the cursor space the snapshot walks (default: the cost model's, `hybridSplit`). */
   split?: number;
   /**
@@ -371,7 +376,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     shape.entries = countNow().count ?? map.info.maxEntries;
     plan = choosePlan(shape, {
       cpus: navigator.hardwareConcurrency,
-      snapshotUnavailable: options.snapshot ? null : MapSnapshot.unavailable(map),
+      snapshotUnavailable: options.snapshot || options.steady ? null : MapSnapshot.unavailable(map),
       snapshotBound: options.snapshot?.elementLimit ??
         snapshotElementBound(
           { kernelTimeBudgetMs: options.kernelTimeBudgetMs },
@@ -379,6 +384,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
         ),
       workersStarted: options.pool !== undefined,
       snapshotOpened: options.snapshot !== undefined,
+      steady: options.steady,
     });
   }
   const method: DumpMethod = plan?.method ?? (options.method as DumpMethod | undefined) ??

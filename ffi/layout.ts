@@ -27,7 +27,17 @@ export interface Layout {
   readonly fields: Readonly<Record<string, Field>>;
 }
 
-function field(offset: number, size: number, c: string): Field {
+/**
+ * One row of a layout table: the field at `offset`, `size` bytes wide, named `c` in C.
+ *
+ * @example
+ * ```ts
+ * import { field, type Layout } from "./layout.ts";
+ * const FREEZE = { type: "union bpf_attr", fields: { mapFd: field(0, 4, "map_fd") } } satisfies Layout;
+ * console.log(FREEZE.fields.mapFd.offset); // 0
+ * ```
+ */
+export function field(offset: number, size: number, c: string): Field {
   return { offset, size, c };
 }
 
@@ -304,6 +314,12 @@ export interface MapInfo {
   name: string;
   /** BTF object id, 0 without BTF. */
   btfId: number;
+  /** Type id of the keys in BTF object `btfId`, 0 without one. */
+  btfKeyTypeId: number;
+  /** Type id of the values in BTF object `btfId`, 0 without one. */
+  btfValueTypeId: number;
+  /** Type id of the values in the kernel's own BTF (struct_ops maps), else 0. */
+  btfVmlinuxValueTypeId: number;
 }
 
 /** Decodes `struct bpf_map_info`. */
@@ -318,6 +334,9 @@ export function decodeMapInfo(view: DataView): MapInfo {
     flags: readU32(view, f.mapFlags),
     name: readName(view, f.name),
     btfId: readU32(view, f.btfId),
+    btfKeyTypeId: readU32(view, f.btfKeyTypeId),
+    btfValueTypeId: readU32(view, f.btfValueTypeId),
+    btfVmlinuxValueTypeId: readU32(view, f.btfVmlinuxValueTypeId),
   };
 }
 

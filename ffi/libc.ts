@@ -231,26 +231,61 @@ export function mountFileSystem(
   );
 }
 
+/** The first read of `readWholeFile`; later reads take `LATER_CHUNK` bytes. */
+const FIRST_CHUNK = 64 * 1024;
+const LATER_CHUNK = 1 << 20;
+
 /**
- * Reads a small text file (under /proc or /sys) through libc, so that it needs no
- * `--allow-read`; returns `undefined` when it cannot be opened.
+ * Reads a whole file through libc, so that it needs no `--allow-read` (files under /proc
+ * and /sys, e.g. `/sys/kernel/btf/vmlinux`); returns its bytes, or `-errno` when it cannot
+ * be opened or read.
+ *
+ * @example
+ * ```ts
+ * import { readWholeFile } from "./libc.ts";
+ * const bytes = readWholeFile("/sys/kernel/btf/vmlinux");
+ * console.log(typeof bytes === "number" ? `errno ${-bytes}` : `${bytes.length} bytes`);
+ * ```
  */
-export function readSmallFile(path: string): string | undefined {
+export function readWholeFile(path: string): Uint8Array | number {
   const fd = openReadOnly(path);
-  if (fd < 0) return undefined;
+  if (fd < 0) return fd;
   try {
-    const buffer = new Uint8Array(64 * 1024);
-    let length = 0;
-    for (;;) {
-      const n = readFd(fd, buffer.subarray(length));
-      if (n <= 0) break;
-      length += n;
-      if (length === buffer.length) break;
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    for (let size = FIRST_CHUNK;; size = LATER_CHUNK) {
+      const chunk = new Uint8Array(size);
+      let filled = 0;
+      while (filled < size) {
+        const n = readFd(fd, chunk.subarray(filled));
+        if (n < 0) return n;
+        if (n === 0) break;
+        filled += n;
+      }
+      chunks.push(chunk.subarray(0, filled));
+      total += filled;
+      if (filled < size) break;
     }
-    return new TextDecoder().decode(buffer.subarray(0, length));
+    if (chunks.length === 1) return chunks[0];
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+    }
+    return bytes;
   } finally {
     closeFd(fd);
   }
+}
+
+/**
+ * Reads a small text file (under /proc or /sys) through libc, so that it needs no
+ * `--allow-read`; returns `undefined` when it cannot be opened or read.
+ */
+export function readSmallFile(path: string): string | undefined {
+  const bytes = readWholeFile(path);
+  return typeof bytes === "number" ? undefined : new TextDecoder().decode(bytes);
 }
 
 /** A NUL-terminated C string in a buffer of its own. */

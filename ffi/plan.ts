@@ -73,6 +73,11 @@ export interface Abilities {
   workersStarted?: boolean;
   /** A snapshot already opened for the map: no load to pay. */
   snapshotOpened?: boolean;
+  /**
+   * Only methods that report keys present throughout exactly once while the map is written
+   * (batch, parallel batch, per entry): for maps known to be written during the dump.
+   */
+  steady?: boolean;
 }
 
 /** The methods `auto` chooses among. */
@@ -203,7 +208,9 @@ export function choosePlan(shape: MapShape, abilities: Abilities): Plan {
     estimates.parallel = workerSetup * cpus + batch / (cpus * PARALLEL_EFFICIENCY);
   }
   let split: number | undefined;
-  const snapshotUnavailable = isPerCpu(shape.type)
+  const snapshotUnavailable = abilities.steady
+    ? "steady methods only: the kernel's walk under RCU does not promise keys present throughout once"
+    : isPerCpu(shape.type)
     ? "the snapshot sees only one CPU's values of a per-CPU map"
     : abilities.snapshotUnavailable;
   if (snapshotUnavailable === null) {

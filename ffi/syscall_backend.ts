@@ -58,7 +58,7 @@ function sysBpf(): bigint {
   const number = SYS_BPF[Deno.build.arch];
   if (number === undefined) {
     throw new Error(
-      `The syscall backend does not know SYS_bpf on "${Deno.build.arch}": use the libbpf backend`,
+      `SYS_bpf is not known on "${Deno.build.arch}": the syscall backend and the BTF commands cannot run here (the libbpf backend can)`,
     );
   }
   return BigInt(number);
@@ -72,7 +72,29 @@ function bpf(command: bigint, attr: Deno.PointerValue, size: bigint): number {
 
 let SYS = 0n;
 
-/** Encodes a one-off attr of `layout`'s size with `fill`, runs `command` on it, and returns `[result, view]`. */
+/**
+ * Issues `command` on `attr`, an owned buffer holding the encoded attr (kept alive through
+ * the call); returns the result or `-errno`. For the one-off commands, here and in the BTF
+ * code (`BPF_BTF_LOAD`, `BPF_BTF_GET_FD_BY_ID`), which no backend method covers.
+ *
+ * @example
+ * ```ts
+ * import { ownedBytes } from "./buffers.ts";
+ * import { BpfCommand } from "./constants.ts";
+ * import { GET_ID_ATTR, layoutSize } from "./layout.ts";
+ * import { bpfCommand } from "./syscall_backend.ts";
+ * const attr = ownedBytes(layoutSize(GET_ID_ATTR));
+ * console.log(bpfCommand(BpfCommand.MAP_GET_NEXT_ID, attr)); // 0, or -errno
+ * ```
+ */
+export function bpfCommand(command: number, attr: Uint8Array): number {
+  if (SYS === 0n) SYS = sysBpf();
+  const result = bpf(BigInt(command), Deno.UnsafePointer.of(attr), BigInt(attr.byteLength));
+  keepAlive(attr);
+  return result;
+}
+
+/** Encodes a one-off attr of `size` bytes with `fill`, runs `command` on it, and returns `[result, view]`. */
 function oneOff(
   command: number,
   size: number,
@@ -81,9 +103,34 @@ function oneOff(
   const attr = ownedBytes(size);
   const view = new DataView(attr.buffer);
   fill(view);
-  const result = bpf(BigInt(command), Deno.UnsafePointer.of(attr), BigInt(size));
-  keepAlive(attr);
-  return [result, view];
+  return [bpfCommand(command, attr), view];
+}
+
+/**
+ * `BPF_OBJ_GET_INFO_BY_FD` into `info`, an owned buffer (the caller keeps alive whatever
+ * pointers inside it point into); returns 0 or `-errno`.
+ *
+ * @example
+ * ```ts
+ * import { ownedBytes } from "./buffers.ts";
+ * import { layoutSize, MAP_INFO } from "./layout.ts";
+ * import { objInfo } from "./syscall_backend.ts";
+ * const info = ownedBytes(layoutSize(MAP_INFO));
+ * console.log(objInfo(3, info)); // 0 when fd 3 is a BPF object, else -errno
+ * ```
+ */
+export function objInfo(fd: number, info: Uint8Array): number {
+  const [result] = oneOff(
+    BpfCommand.OBJ_GET_INFO_BY_FD,
+    layoutSize(INFO_ATTR),
+    (view) => {
+      writeField(view, INFO_ATTR.fields.bpfFd, fd);
+      writeField(view, INFO_ATTR.fields.infoLen, info.byteLength);
+      writeField(view, INFO_ATTR.fields.info, addressOf(info));
+    },
+  );
+  keepAlive(info);
+  return result;
 }
 
 class PreparedElem {
@@ -247,17 +294,7 @@ export class SyscallBackend implements Backend {
   }
 
   info(fd: number, info: Uint8Array): number {
-    const [result] = oneOff(
-      BpfCommand.OBJ_GET_INFO_BY_FD,
-      layoutSize(INFO_ATTR),
-      (view) => {
-        writeField(view, INFO_ATTR.fields.bpfFd, fd);
-        writeField(view, INFO_ATTR.fields.infoLen, info.byteLength);
-        writeField(view, INFO_ATTR.fields.info, addressOf(info));
-      },
-    );
-    keepAlive(info);
-    return result;
+    return objInfo(fd, info);
   }
 
   freeze(fd: number): number {

@@ -48,6 +48,7 @@ const DUMP_FLAGS = {
   parallel: { type: "string" },
   method: { type: "string" },
   "kernel-budget": { type: "string" },
+  steady: { type: "boolean" },
 } as const;
 
 /** The methods `batch.ts --method` takes: those built on LOOKUP_BATCH or the snapshot, and `auto`. */
@@ -99,6 +100,9 @@ export async function dumpScript(script: DumpScript): Promise<void> {
     );
   }
   const chosen = methodFlag(flags.method);
+  if (flags.steady && chosen !== "auto") {
+    throw new UsageError("--steady narrows --method auto: give --method auto");
+  }
   if (flags["seed-compat"] && (flags.parallel !== undefined || chosen !== undefined)) {
     throw new UsageError("--seed-compat excludes --parallel and --method");
   }
@@ -155,6 +159,7 @@ export async function dumpScript(script: DumpScript): Promise<void> {
       ranges,
       snapshot,
       kernelTimeBudgetMs,
+      steady: flags.steady,
       ...(counter ? { counter } : { expected: { unavailable: opened as string } }),
     });
     results.push(result);

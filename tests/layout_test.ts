@@ -40,8 +40,7 @@ import {
   writeName,
 } from "../ffi/layout.ts";
 import { countCpuList } from "../ffi/system.ts";
-
-const REQUIRED = Deno.env.get("REQUIRE_BPF") === "1";
+import { layoutMismatches, layoutProbe } from "./_probe.ts";
 
 /** The headers the probe includes, in this order. */
 const HEADERS = [
@@ -64,188 +63,29 @@ const ALL_LAYOUTS: Readonly<Record<string, Layout>> = {
   ...LIBBPF_LAYOUTS,
 };
 
-/** Runs `cc` with `args` (and `stdin`); `undefined` when there is no `cc` at all. */
-async function runCc(
-  args: string[],
-  stdin?: string,
-): Promise<Deno.CommandOutput | undefined> {
-  try {
-    const child = new Deno.Command("cc", {
-      args,
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    if (stdin !== undefined) {
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(stdin));
-      await writer.close();
-    }
-    return await child.output();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-/**
- * Why the probe cannot be built here (no `cc`, or the headers are missing), or `undefined`.
- * A probe that fails to compile once the headers are there is a test failure, not this.
- */
-async function toolchainProblem(): Promise<string | undefined> {
-  const includes = HEADERS.map((h) => `#include <${h}>\n`).join("");
-  const output = await runCc(
-    ["-fsyntax-only", "-x", "c", "-"],
-    `${includes}int main(void) { return 0; }\n`,
-  );
-  if (output === undefined) {
-    return `"cc" is not installed: install gcc or clang`;
-  }
-  if (!output.success) {
-    const detail = new TextDecoder().decode(output.stderr).trim();
-    return `the headers ${
-      HEADERS.map((h) => `<${h}>`).join(", ")
-    } do not compile: install linux-libc-dev and libbpf-dev: ${detail}`;
-  }
-  return undefined;
-}
-
-const TOOLCHAIN_PROBLEM = await toolchainProblem();
-
-/** Generates the probe: one line `FIELD <layout> <field> <offset> <size>` per field, `SIZEOF <layout> <size>` per type. */
-function probeSource(layouts: Readonly<Record<string, Layout>>): string {
-  const lines = HEADERS.map((h) => `#include <${h}>`);
-  lines.push("", "int main(void) {");
-  for (const [name, layout] of Object.entries(layouts)) {
-    lines.push(
-      `  printf("SIZEOF ${name} %zu\\n", sizeof(${layout.type}));`,
-    );
-    for (const [fieldName, f] of Object.entries(layout.fields)) {
-      lines.push(
-        `  printf("FIELD ${name} ${fieldName} %zu %zu\\n", ` +
-          `offsetof(${layout.type}, ${f.c}), ` +
-          `sizeof(((${layout.type} *)0)->${f.c}));`,
-      );
-    }
-  }
-  lines.push("  return 0;", "}", "");
-  return lines.join("\n");
-}
-
-interface ProbeResult {
-  /** `offset` and `size` of each field, keyed `layout.field`. */
-  fields: Map<string, { offset: number; size: number }>;
-  /** `sizeof` of each layout's type, keyed by layout name. */
-  sizes: Map<string, number>;
-}
-
-/** Compiles and runs the probe in a temporary folder; returns what it printed. */
-async function runProbe(
-  layouts: Readonly<Record<string, Layout>>,
-): Promise<ProbeResult> {
-  const dir = await Deno.makeTempDir({ prefix: "bpf_layout_probe_" });
-  try {
-    const source = `${dir}/probe.c`;
-    const binary = `${dir}/probe`;
-    await Deno.writeTextFile(source, probeSource(layouts));
-    const compiled = await runCc([
-      "-std=gnu11",
-      "-Wall",
-      "-Werror",
-      "-o",
-      binary,
-      source,
-    ]);
-    assert.ok(compiled, `"cc" disappeared while the test ran`);
-    assert.ok(
-      compiled.success,
-      `The layout probe does not compile against the system headers (a field path in ffi/layout.ts no longer exists?): ${
-        new TextDecoder().decode(compiled.stderr)
-      }`,
-    );
-    const ran = await new Deno.Command(binary, {
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(
-      ran.success,
-      `The layout probe failed: ${new TextDecoder().decode(ran.stderr)}`,
-    );
-    const result: ProbeResult = { fields: new Map(), sizes: new Map() };
-    for (const line of new TextDecoder().decode(ran.stdout).split("\n")) {
-      const parts = line.split(" ");
-      if (parts[0] === "FIELD" && parts.length === 5) {
-        result.fields.set(`${parts[1]}.${parts[2]}`, {
-          offset: Number(parts[3]),
-          size: Number(parts[4]),
-        });
-      } else if (parts[0] === "SIZEOF" && parts.length === 3) {
-        result.sizes.set(parts[1], Number(parts[2]));
-      } else if (line !== "") {
-        assert.fail(`Unexpected probe output line: "${line}"`);
-      }
-    }
-    return result;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/**
- * Registers a test that compiles the probe. Without a toolchain it cannot run: it is ignored,
- * unless CI requires it (then it fails, naming what is missing).
- */
-function probeTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: TOOLCHAIN_PROBLEM !== undefined && !REQUIRED,
-    async fn() {
-      assert.equal(
-        TOOLCHAIN_PROBLEM,
-        undefined,
-        `REQUIRE_BPF=1 but the layout probe cannot be built: ${TOOLCHAIN_PROBLEM}`,
-      );
-      await fn();
-    },
-  });
-}
-
-probeTest("layout: every field matches offsetof/sizeof from the system headers", async () => {
-  const probe = await runProbe(ALL_LAYOUTS);
-  const mismatches: string[] = [];
-  let checked = 0;
-  for (const [name, layout] of Object.entries(ALL_LAYOUTS)) {
-    const typeSize = probe.sizes.get(name);
-    assert.ok(typeSize !== undefined, `No sizeof(${layout.type}) printed`);
-    for (const [fieldName, f] of Object.entries(layout.fields)) {
-      const actual = probe.fields.get(`${name}.${fieldName}`);
-      assert.ok(actual, `No line printed for "${name}.${fieldName}"`);
-      checked++;
-      if (actual.offset !== f.offset || actual.size !== f.size) {
-        mismatches.push(
-          `${name}.${fieldName} ("${layout.type}" member "${f.c}"): table says offset ${f.offset} size ${f.size}, header says offset ${actual.offset} size ${actual.size}`,
-        );
-      }
-    }
-    // What the toolkit hands the kernel or libbpf must fit inside the real type.
-    if (layoutSize(layout) > typeSize) {
-      mismatches.push(
-        `${name}: layoutSize ${layoutSize(layout)} exceeds sizeof(${layout.type}) ${typeSize}`,
-      );
-    }
-  }
-  assert.deepEqual(mismatches, [], mismatches.join("\n"));
-  assert.equal(probe.fields.size, checked);
+const PROBE = await layoutProbe({
+  headers: HEADERS,
+  packages: "linux-libc-dev and libbpf-dev",
+  tables: "ffi/layout.ts",
 });
 
-probeTest("layout: LIBBPF_OPTS_SIZE matches sizeof() of the libbpf option structs", async () => {
-  const probe = await runProbe(OPTS_TYPES);
+PROBE.test("layout: every field matches offsetof/sizeof from the system headers", async () => {
+  const probe = await PROBE.run(ALL_LAYOUTS);
+  // What the toolkit hands the kernel or libbpf (`layoutSize` bytes) must fit inside the real type.
+  const { mismatches, fields } = layoutMismatches(probe, ALL_LAYOUTS);
+  assert.deepEqual(mismatches, [], mismatches.join("\n"));
+  assert.equal([...probe.keys()].filter((k) => k.startsWith("FIELD ")).length, fields);
+});
+
+PROBE.test("layout: LIBBPF_OPTS_SIZE matches sizeof() of the libbpf option structs", async () => {
+  const probe = await PROBE.run(OPTS_TYPES);
   for (const [key, layout] of Object.entries(OPTS_TYPES)) {
     const size = LIBBPF_OPTS_SIZE[key as keyof typeof LIBBPF_OPTS_SIZE];
+    const [actual] = probe.get(`SIZEOF ${key}`) ?? [];
     assert.equal(
-      probe.sizes.get(key),
+      actual,
       size,
-      `LIBBPF_OPTS_SIZE.${key} is ${size} but sizeof(${layout.type}) is ${probe.sizes.get(key)}`,
+      `LIBBPF_OPTS_SIZE.${key} is ${size} but sizeof(${layout.type}) is ${actual}`,
     );
     // Every field the toolkit writes lies inside the `sz` it declares.
     assert.ok(layoutSize(layout) <= size, `${layout.type} fields past sz`);
@@ -253,7 +93,7 @@ probeTest("layout: LIBBPF_OPTS_SIZE matches sizeof() of the libbpf option struct
 });
 
 Deno.test("layout: the probe source names every field of every table", () => {
-  const source = probeSource(ALL_LAYOUTS);
+  const source = PROBE.source(ALL_LAYOUTS);
   for (const h of HEADERS) assert.ok(source.includes(`#include <${h}>`));
   assert.ok(
     source.includes(
@@ -461,11 +301,13 @@ Deno.test("layout: decodeMapInfo reads every field from its table offset", () =>
   writeField(view, f.mapFlags, 0x1);
   writeName(view, f.name, "info_name");
   writeField(view, f.btfId, 99);
+  writeField(view, f.btfKeyTypeId, 0x0102_0304);
+  writeField(view, f.btfValueTypeId, 0x0506_0708);
+  writeField(view, f.btfVmlinuxValueTypeId, 0x090a_0b0c);
   // Fields decodeMapInfo does not return must not bleed into those it does.
   writeField(view, f.ifindex, 0xffffffff);
-  writeField(view, f.btfVmlinuxValueTypeId, 0xffffffff);
   writeField(view, f.netnsDev, 0xffff_ffff_ffff_ffffn);
-  writeField(view, f.btfKeyTypeId, 0xffffffff);
+  writeField(view, f.netnsIno, 0xffff_ffff_ffff_ffffn);
   writeField(view, f.mapExtra, 0xffff_ffff_ffff_ffffn);
   assert.deepEqual(decodeMapInfo(view), {
     id: 4242,
@@ -476,6 +318,9 @@ Deno.test("layout: decodeMapInfo reads every field from its table offset", () =>
     flags: 1,
     name: "info_name",
     btfId: 99,
+    btfKeyTypeId: 0x0102_0304,
+    btfValueTypeId: 0x0506_0708,
+    btfVmlinuxValueTypeId: 0x090a_0b0c,
   });
 });
 

@@ -355,6 +355,9 @@ for (const backend of ALL_BACKENDS) {
         flags,
         name: "abc_1.x",
         btfId: 0,
+        btfKeyTypeId: 0,
+        btfValueTypeId: 0,
+        btfVmlinuxValueTypeId: 0,
       });
       assert.equal(map.typeName, "hash");
       assert.equal(map.backend, backend);

@@ -587,6 +587,19 @@ Deno.test("snapshot dump plan: a 1M-entry hash map on 2 CPUs with the snapshot s
   assert.equal(plan.split, hybridSplit(MILLION, 1, MILLION_BOUND));
 });
 
+Deno.test("snapshot dump plan: steady keeps to the methods that promise stable keys once", () => {
+  const plan = choosePlan(MILLION, {
+    cpus: 2,
+    snapshotUnavailable: null,
+    snapshotBound: MILLION_BOUND,
+    steady: true,
+  });
+  assert.ok(plan.method === "batch" || plan.method === "parallel", plan.reason);
+  assert.equal(plan.estimatesMs.hybrid, undefined);
+  assert.equal(plan.estimatesMs.snapshot, undefined);
+  assert.match(plan.reason, /steady methods only/);
+});
+
 Deno.test("snapshot dump plan: without the snapshot, never snapshot nor hybrid, and the reason says why", () => {
   for (const cpus of [1, 2, 8]) {
     for (const entries of [100, 1_000_000, 50_000_000]) {
