@@ -87,6 +87,9 @@ const USER_MAX_CHUNK = 64;
  * prompt.
  */
 const KERNEL_MAX_CHUNK = 8192;
+/** What a write may be refused with, counted rather than thrown: the map full, a bucket busy. */
+const REFUSALS: readonly number[] = [Errno.E2BIG, Errno.ENOMEM, Errno.EAGAIN, Errno.EBUSY];
+
 /** libbpf's first own error code; smaller ones are kernel errnos. */
 const LIBBPF_ERRNO_BASE = 4000;
 
@@ -167,10 +170,14 @@ class UserWriter implements Writer {
     return aim ? aim[pick % aim.length] : first + pick % count;
   }
 
-  /** Counts a refusal for a full map; throws for anything else than an absent key. */
+  /**
+   * Counts a refusal for a full map or a bucket busy with another writer (EAGAIN, EBUSY: the
+   * kernel gives up a bucket lock it cannot take at once rather than wait); throws for
+   * anything else than an absent key.
+   */
   #result(result: number, command: number): void {
     if (result >= 0 || result === -Errno.ENOENT) return;
-    if (result === -Errno.E2BIG || result === -Errno.ENOMEM) {
+    if (REFUSALS.includes(-result)) {
       this.failed++;
       return;
     }

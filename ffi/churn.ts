@@ -56,7 +56,10 @@ export interface ChurnResult {
   seconds: number;
   /** Operations per second achieved. */
   rate: number;
-  /** Writes the kernel refused because the map was full (or out of memory): 0 normally. */
+  /**
+   * Writes the kernel refused: the map full (or out of memory), or, from user space, a bucket
+   * busy with another writer (EAGAIN, EBUSY). 0 normally.
+   */
   failed: number;
 }
 
