@@ -20,7 +20,6 @@
  * @module
  */
 
-import { isArray } from "./constants.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
 import { cursorSpace, type ParallelPool, splitRanges, walkRange, walkRanges } from "./parallel.ts";
 import type { MapSnapshot, SnapshotStats } from "./snapshot.ts";
@@ -30,7 +29,7 @@ const GAP_YIELD_MS = 5;
 
 /** What a snapshot or hybrid dump did, beyond the entries and calls of every walk. */
 export interface SnapshotDumpStats extends WalkStats {
-  /** The kernel walk (undefined when the hybrid's batch side ended before it could start). */
+  /** The kernel walk: its stop, its bound, its length. */
   snapshot: SnapshotStats;
   /** Entries handed out from the snapshot. */
   snapshotEntries: number;
@@ -203,9 +202,4 @@ export async function forEachBatchHybrid(
     stats.batches += batchSide.batches;
   }
   return stats;
-}
-
-/** Whether a map's cursor positions are keys (arrays) rather than buckets: for reports. */
-export function cursorUnit(map: BpfMap): "keys" | "buckets" {
-  return isArray(map.info.type) ? "keys" : "buckets";
 }
