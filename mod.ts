@@ -58,6 +58,16 @@ export {
   walkRanges,
 } from "./ffi/parallel.ts";
 export { MapIterator } from "./ffi/iter.ts";
+export {
+  BPFTOOL_MAP_TYPE_NAMES,
+  formatMapPlain,
+  type MapDevice,
+  MapInfoScratch,
+  type MapShowRecord,
+  mapShowRecord,
+  pinnedMapPaths,
+  writeMapJson,
+} from "./ffi/map_show.ts";
 export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
 export { type KernelCount, KernelCounter, kernelEntryCount, readKernelCount } from "./ffi/count.ts";
 export { fillMap, type FillOptions, type FillResult, SEED_VALUE } from "./ffi/fill.ts";
@@ -136,3 +146,12 @@ export {
   type Void,
   type Volatile,
 } from "./ffi/btf/mod.ts";
+export {
+  BpftoolDump,
+  type BpftoolFormat,
+  BufferedOutput,
+  compileBpftoolFormatter,
+  type DumpShape,
+  type FormatFn,
+  type TextSink,
+} from "./ffi/format/bpftool_json.ts";

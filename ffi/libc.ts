@@ -87,6 +87,9 @@ const LIBC_SYMBOLS = {
     ],
     result: "i32", // int
   },
+  opendir: { parameters: ["buffer"], result: "pointer" }, // DIR *opendir(const char *name)
+  readdir: { parameters: ["pointer"], result: "pointer" }, // struct dirent *readdir(DIR *dirp)
+  closedir: { parameters: ["pointer"], result: "i32" }, // int closedir(DIR *dirp)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libc symbols. */
@@ -291,4 +294,51 @@ export function readSmallFile(path: string): string | undefined {
 /** A NUL-terminated C string in a buffer of its own. */
 export function cString(text: string): Uint8Array {
   return new TextEncoder().encode(`${text}\0`);
+}
+
+/** glibc's `struct dirent` on x86_64 and aarch64: `d_type` and `d_name` offsets. */
+const DIRENT = { type: 18, name: 19, nameSize: 256 } as const;
+
+/** `DT_DIR` and `DT_LNK` from `dirent.h`. */
+export const DirentType = { DIR: 4, LNK: 10 } as const;
+
+/** One entry of a folder, as `readdir()` returns it. */
+export interface DirEntryRaw {
+  /** The entry's name. */
+  name: string;
+  /** `d_type` (`DT_DIR`, `DT_REG`, `DT_LNK`, ...). */
+  type: number;
+}
+
+/**
+ * Lists a folder through libc, in `readdir()` order, without "." and ".." (so that paths
+ * under /sys need no `--allow-all`); returns `-errno` when it cannot be opened.
+ *
+ * @example
+ * ```ts
+ * import { readFolder } from "./libc.ts";
+ * const entries = readFolder("/sys/fs/bpf");
+ * console.log(typeof entries === "number" ? `errno ${-entries}` : entries.map((e) => e.name));
+ * ```
+ */
+export function readFolder(path: string): DirEntryRaw[] | number {
+  const symbols = libcSymbols();
+  const dir = symbols.opendir(cString(path));
+  if (dir === null) return -errno();
+  const decoder = new TextDecoder();
+  const entries: DirEntryRaw[] = [];
+  try {
+    for (;;) {
+      const entry = symbols.readdir(dir);
+      if (entry === null) return entries;
+      const view = new Deno.UnsafePointerView(entry);
+      const bytes = new Uint8Array(view.getArrayBuffer(DIRENT.nameSize, DIRENT.name));
+      const end = bytes.indexOf(0);
+      const name = decoder.decode(bytes.subarray(0, end < 0 ? bytes.length : end));
+      if (name === "." || name === "..") continue;
+      entries.push({ name, type: view.getUint8(DIRENT.type) });
+    }
+  } finally {
+    symbols.closedir(dir);
+  }
 }

@@ -1,12 +1,17 @@
 /**
  * Fixtures shared by the BTF tests: a seeded PRNG, the usual integer types added to a
- * builder, and the assertion that a call fails with a `BtfError`.
+ * builder, the assertion that a call fails with a `BtfError`, and `btf_types.bpf.o` loaded
+ * with its maps filled with seeded random entries.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { type BtfBuilder, BtfError, type TypeSpec } from "../ffi/btf/mod.ts";
+import type { BpfMap } from "../ffi/map.ts";
+import { BpfObject, builtObjectPath } from "../ffi/object.ts";
+import { BPF_UNAVAILABLE } from "./_helpers.ts";
+import { requiredTest } from "./_probe.ts";
 
 /** A seeded PRNG (mulberry32): the same numbers on every run of a seed. */
 export function prng(seed: number): () => number {
@@ -71,4 +76,54 @@ export function assertBtfError(
   if ("typeId" in where) assert.equal(caught.typeId, where.typeId, caught.message);
   if ("offset" in where) assert.equal(caught.offset, where.offset, caught.message);
   return caught;
+}
+
+/** The seed of the random entries (`BTF_KERNEL_SEED`): the same entries on every run of a seed. */
+export const SEED = Number(Deno.env.get("BTF_KERNEL_SEED") ?? 0x5eed_b7f);
+
+/** The object whose maps carry BTF of every shape (`bpf/btf_types.bpf.c`). */
+export const OBJECT = builtObjectPath("btf_types.bpf.o");
+
+function objectMissing(): string | undefined {
+  try {
+    Deno.statSync(OBJECT);
+    return undefined;
+  } catch {
+    return `${OBJECT} is missing: build it with "make build/btf_types.bpf.o" (add it to BPF_OBJS in bpf.mk)`;
+  }
+}
+const OBJECT_MISSING = objectMissing();
+
+/** A BPF test that needs the built object too. */
+export function objectTest(name: string, fn: () => void | Promise<void>): void {
+  requiredTest(name, OBJECT_MISSING ?? BPF_UNAVAILABLE, fn);
+}
+
+/** `btf_types.bpf.o`, opened and loaded. */
+export function loadObject(): BpfObject {
+  const object = BpfObject.open(OBJECT);
+  try {
+    object.load();
+    return object;
+  } catch (e) {
+    object.close();
+    throw e;
+  }
+}
+
+/** Writes `count` entries of seeded random bytes (keys made by `makeKey` when given). */
+export function fillRandom(
+  map: BpfMap,
+  count: number,
+  random: () => number,
+  makeKey?: (i: number, bytes: Uint8Array) => void,
+): void {
+  const key = new Uint8Array(map.keySize);
+  const value = new Uint8Array(map.valueBytes);
+  for (let i = 0; i < count; i++) {
+    for (let j = 0; j < key.length; j++) key[j] = Math.floor(random() * 256);
+    for (let j = 0; j < value.length; j++) value[j] = Math.floor(random() * 256);
+    makeKey?.(i, key);
+    map.update(key, value);
+  }
 }

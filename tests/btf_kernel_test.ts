@@ -25,7 +25,6 @@
 
 import assert from "node:assert/strict";
 import { BpfMap } from "../mod.ts";
-import { BpfObject, builtObjectPath } from "../ffi/object.ts";
 import { BpfError } from "../ffi/errors.ts";
 import {
   BtfBuilder,
@@ -45,40 +44,8 @@ import {
   underlying,
   VMLINUX_BTF_PATH,
 } from "../ffi/btf/mod.ts";
-import { addInts, prng } from "./_btf_helpers.ts";
-import { BPF_UNAVAILABLE, bpfTest } from "./_helpers.ts";
-import { requiredTest } from "./_probe.ts";
-
-const OBJECT = builtObjectPath("btf_types.bpf.o");
-/** The seed of the random entries (`BTF_KERNEL_SEED`): the same entries on every run of a seed. */
-const SEED = Number(Deno.env.get("BTF_KERNEL_SEED") ?? 0x5eed_b7f);
-
-function objectMissing(): string | undefined {
-  try {
-    Deno.statSync(OBJECT);
-    return undefined;
-  } catch {
-    return `${OBJECT} is missing: build it with "make build/btf_types.bpf.o" (add it to BPF_OBJS in bpf.mk)`;
-  }
-}
-const OBJECT_MISSING = objectMissing();
-
-/** A BPF test that needs the built object too. */
-function objectTest(name: string, fn: () => void | Promise<void>): void {
-  requiredTest(name, OBJECT_MISSING ?? BPF_UNAVAILABLE, fn);
-}
-
-/** `btf_types.bpf.o`, opened and loaded. */
-function loadObject(): BpfObject {
-  const object = BpfObject.open(OBJECT);
-  try {
-    object.load();
-    return object;
-  } catch (e) {
-    object.close();
-    throw e;
-  }
-}
+import { addInts, fillRandom, loadObject, objectTest, prng, SEED } from "./_btf_helpers.ts";
+import { bpfTest } from "./_helpers.ts";
 
 /** `map`'s BTF, and the map read and written by value through it. */
 function typedByBtf(map: BpfMap) {
@@ -242,23 +209,6 @@ function compareWithBpftool(map: BpfMap, seed: number): number {
     }
   }
   return json.length;
-}
-
-/** Writes `count` entries of seeded random bytes (keys made by `makeKey` when given). */
-function fillRandom(
-  map: BpfMap,
-  count: number,
-  random: () => number,
-  makeKey?: (i: number, bytes: Uint8Array) => void,
-): void {
-  const key = new Uint8Array(map.keySize);
-  const value = new Uint8Array(map.valueBytes);
-  for (let i = 0; i < count; i++) {
-    for (let j = 0; j < key.length; j++) key[j] = Math.floor(random() * 256);
-    for (let j = 0; j < value.length; j++) value[j] = Math.floor(random() * 256);
-    makeKey?.(i, key);
-    map.update(key, value);
-  }
 }
 
 objectTest("btf kernel: every map of btf_types.bpf.o has the BTF the C source declares", () => {
