@@ -16,8 +16,9 @@ const USAGE =
   compact and --pretty indented (the same bytes as bpftool -j / -p), or --jsonl: one typed
   {"key", "value"} object per line (decoded through the map's BTF; 64-bit integers as strings).
   bpftool's formats keep its order (the kernel's bucket order): --method auto reads them with
-  LOOKUP_BATCH (per entry for maps without it), and parallel and hybrid, which interleave
-  ranges, are refused there. --jsonl takes every method; auto picks the fastest.`;
+  LOOKUP_BATCH (per entry for maps without it), on a Worker for large maps so that the walk
+  and the printing overlap; parallel and hybrid, which interleave ranges, are refused there.
+  --jsonl takes every method; auto picks the fastest.`;
 
 const FLAGS = {
   id: { type: "string" },
@@ -84,6 +85,14 @@ function selectMaps(
   return maps;
 }
 
+/** Maps from this size on are walked on a Worker (about 30 ms to start) while this thread prints. */
+const OVERLAP_FROM_ENTRIES = 65_536;
+
+/** Whether a bpftool-format dump walks on a Worker: a large map, and a CPU to spare. */
+function overlapWalk(map: BpfMap): boolean {
+  return map.info.maxEntries >= OVERLAP_FROM_ENTRIES && navigator.hardwareConcurrency > 1;
+}
+
 async function dumpOne(
   map: BpfMap,
   format: BpftoolFormat | "jsonl",
@@ -104,7 +113,7 @@ async function dumpOne(
   const chosen: DumpMethodChoice = !BATCH_TYPES.includes(type)
     ? "normal"
     : ordered && method === "auto"
-    ? "batch"
+    ? (overlapWalk(map) ? "parallel" : "batch")
     : method;
   const btf = map.info.btfValueTypeId || map.info.btfVmlinuxValueTypeId ? loadMapBtf(map) : null;
   const keySize = map.keySize;
@@ -155,6 +164,8 @@ async function dumpOne(
   await dumpMap(map, {
     method: chosen,
     chunk,
+    // One range keeps the kernel's order: the Worker walks while this thread prints.
+    ranges: chosen === "parallel" && ordered ? 1 : undefined,
     // The dump is not checked against the kernel's count: no counting program to load.
     expected: { unavailable: "not counted by dump" },
     visit: (batch) => {
