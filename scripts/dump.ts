@@ -49,16 +49,32 @@ function replacer(_key: string, value: unknown): unknown {
 }
 
 /** A key or value without BTF: an unsigned integer for 1, 2, 4 and 8 bytes, else hex. */
-function rawValue(bytes: Uint8Array, offset: number, size: number): number | string {
-  if (size === 1 || size === 2 || size === 4 || size === 8) {
-    let x = 0n;
-    for (let i = size - 1; i >= 0; i--) x = (x << 8n) | BigInt(bytes[offset + i]);
-    return size === 8 ? x.toString() : Number(x);
+/**
+ * A key or value without BTF, as JSON text: an unsigned integer (little-endian) for 1, 2 and
+ * 4 bytes, a string of one for 8 (so any parser keeps it exact), a hex string otherwise.
+ */
+function rawJson(bytes: Uint8Array, offset: number, size: number): string {
+  switch (size) {
+    case 1:
+      return String(bytes[offset]);
+    case 2:
+      return String(bytes[offset] | bytes[offset + 1] << 8);
+    case 4:
+      return String(
+        (bytes[offset] | bytes[offset + 1] << 8 | bytes[offset + 2] << 16 |
+          bytes[offset + 3] << 24) >>> 0,
+      );
+    case 8: {
+      const view = new DataView(bytes.buffer, bytes.byteOffset + offset, 8);
+      return `"${view.getBigUint64(0, true)}"`;
+    }
   }
-  let hex = "0x";
-  for (let i = 0; i < size; i++) hex += bytes[offset + i].toString(16).padStart(2, "0");
-  return hex;
+  let hex = '"0x';
+  for (let i = 0; i < size; i++) hex += HEX_DIGITS[bytes[offset + i]];
+  return hex + '"';
 }
+
+const HEX_DIGITS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 function selectMaps(
   flags: { id?: string; pin?: string; name?: string },
@@ -145,20 +161,21 @@ async function dumpOne(
     const value = btf ? btfCodec(btf.valueType) : undefined;
     const perCpu = map.perCpu;
     const stride = map.valueStride;
-    const one = (values: Uint8Array, at: number) =>
+    const one = (values: Uint8Array, at: number): string =>
       value
-        ? value.decode(values.subarray(at, at + map.valueSize))
-        : rawValue(values, at, map.valueSize);
+        ? JSON.stringify(value.decode(values.subarray(at, at + map.valueSize)), replacer)
+        : rawJson(values, at, map.valueSize);
     visit = (keys, values, i) => {
       const k = key
-        ? key.decode(keys.subarray(i * keySize, (i + 1) * keySize))
-        : rawValue(keys, i * keySize, keySize);
+        ? JSON.stringify(key.decode(keys.subarray(i * keySize, (i + 1) * keySize)), replacer)
+        : rawJson(keys, i * keySize, keySize);
       const at = i * valueBytes;
-      const v = perCpu
-        ? Array.from({ length: map.cpus }, (_, cpu) => one(values, at + cpu * stride))
-        : one(values, at);
-      out.write(JSON.stringify(perCpu ? { key: k, values: v } : { key: k, value: v }, replacer));
-      out.write("\n");
+      if (perCpu) {
+        const each = Array.from({ length: map.cpus }, (_, cpu) => one(values, at + cpu * stride));
+        out.write(`{"key":${k},"values":[${each.join(",")}]}\n`);
+      } else {
+        out.write(`{"key":${k},"value":${one(values, at)}}\n`);
+      }
     };
   }
   await dumpMap(map, {

@@ -42,14 +42,18 @@ function bpftoolString(text: string): string {
   return `"${text.replace(/[\t\n\r\f\b\\"]/g, (c) => BPFTOOL_ESCAPES[c])}"`;
 }
 
+/** The elements of `print_hex_data_json`'s array: `"0x00","0x01"`. */
+function hexList(bytes: Uint8Array, offset: number, length: number): string {
+  if (length === 0) return "";
+  let text = HEX_QUOTED[bytes[offset]];
+  for (let i = 1; i < length; i++) text += "," + HEX_QUOTED[bytes[offset + i]];
+  return text;
+}
+
 /** `print_hex_data_json`: `["0x00",...]`, the elements in one `jsonw_printf` (same bytes). */
 function hexArray(w: JsonWriter, bytes: Uint8Array, offset: number, length: number): void {
   w.startArray();
-  if (length > 0) {
-    let text = HEX_QUOTED[bytes[offset]];
-    for (let i = 1; i < length; i++) text += "," + HEX_QUOTED[bytes[offset + i]];
-    w.raw(text);
-  }
+  if (length > 0) w.raw(hexList(bytes, offset, length));
   w.endArray();
 }
 
@@ -389,6 +393,11 @@ export class BpftoolDump {
       return;
     }
     const w = this.#w;
+    if (this.#format === "json" && !perCpu && !this.#value) {
+      // The common case in one piece: the same bytes as the writer's calls below.
+      w.raw(`{"key":[${hexList(key, ko, keySize)}],"value":[${hexList(value, vo, valueSize)}]}`);
+      return;
+    }
     w.startObject();
     w.name("key");
     hexArray(w, key, ko, keySize);
