@@ -60,11 +60,15 @@ export class JsonWriter {
   }
 
   #puts(text: string): void {
-    let quoted = '"';
-    for (const c of text) {
-      quoted += QUIRK_ESCAPES[c] ?? c;
+    let quoted = QUOTED.get(text);
+    if (quoted === undefined) {
+      quoted = '"';
+      for (const c of text) quoted += QUIRK_ESCAPES[c] ?? c;
+      quoted += '"';
+      // Names and enumerators repeat entry after entry: quote each once.
+      if (QUOTED.size < QUOTED_MAX && text.length <= 64) QUOTED.set(text, quoted);
     }
-    this.#out += quoted + '"';
+    this.#out += quoted;
   }
 
   #begin(c: string): void {
@@ -160,5 +164,9 @@ export const BPFTOOL_ESCAPES: Readonly<Record<string, string>> = {
   "\\": "\\n",
   '"': '\\"',
 };
+/** Strings already quoted by `#puts`, and how many it keeps. */
+const QUOTED = new Map<string, string>();
+const QUOTED_MAX = 65_536;
+
 /** `jsonw_puts`'s escapes: those, and a single quote escaped too. */
 const QUIRK_ESCAPES: Readonly<Record<string, string>> = { ...BPFTOOL_ESCAPES, "'": "\\'" };

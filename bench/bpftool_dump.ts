@@ -1,0 +1,167 @@
+/**
+ * `deno task dump` against `bpftool map dump`, whole processes, on the same pinned maps: a
+ * u32 hash map without BTF and a map with a 16-byte struct key and a 32-byte struct value
+ * carrying BTF, each of `--entries` entries. Rounds alternate the two programs; every output
+ * is compared byte for byte (`--json` with `-j`, `--pretty` with `-p`, plain text with plain).
+ *
+ * Run as root: `deno run --allow-all bench/bpftool_dump.ts [--entries N] [--rounds R]`.
+ *
+ * @module
+ */
+
+import { BpfMap, BtfBuilder, createMapWithBtf, fillMap, loadBtf } from "../mod.ts";
+import { intFlag, parseFlags, printTable, runMain, RuntimeError } from "../scripts/_cli.ts";
+import { summary } from "../scripts/_cli.ts";
+
+const USAGE = `usage: bpftool_dump.ts [--entries N] [--rounds R]
+  Times deno task dump against bpftool map dump (whole processes, output to a file) on a
+  u32 hash map and on a map with a 16-byte struct key and a 32-byte struct value with BTF,
+  --entries each (default 1,000,000), --rounds alternating rounds (default 3), and checks
+  every output byte for byte.`;
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const FORMATS = [["--json", "-j"], ["--pretty", "-p"], ["", ""]] as const;
+
+/** A hash map whose key is `struct flow { u32 saddr, daddr; u16 sport, dport; u32 proto; }` and value `struct stats { u64 packets, bytes; s64 delta; u32 flags, pad; }`. */
+export function structMap(entries: number): BpfMap {
+  const b = new BtfBuilder();
+  const u16 = b.add({ kind: "int", name: "u16", size: 2 });
+  const u32 = b.add({ kind: "int", name: "u32", size: 4 });
+  const u64 = b.add({ kind: "int", name: "u64", size: 8 });
+  const s64 = b.add({ kind: "int", name: "s64", size: 8, encoding: "signed" });
+  const key = b.add({
+    kind: "struct",
+    name: "flow",
+    size: 16,
+    members: [
+      { name: "saddr", type: u32, bitOffset: 0 },
+      { name: "daddr", type: u32, bitOffset: 32 },
+      { name: "sport", type: u16, bitOffset: 64 },
+      { name: "dport", type: u16, bitOffset: 80 },
+      { name: "proto", type: u32, bitOffset: 96 },
+    ],
+  });
+  const value = b.add({
+    kind: "struct",
+    name: "stats",
+    size: 32,
+    members: [
+      { name: "packets", type: u64, bitOffset: 0 },
+      { name: "bytes", type: u64, bitOffset: 64 },
+      { name: "delta", type: s64, bitOffset: 128 },
+      { name: "flags", type: u32, bitOffset: 192 },
+      { name: "pad", type: u32, bitOffset: 224 },
+    ],
+  });
+  using btf = loadBtf(b.build());
+  const map = createMapWithBtf({
+    type: "hash",
+    keySize: 16,
+    valueSize: 32,
+    maxEntries: entries,
+    name: "bench_flows",
+    btf,
+    keyTypeId: key,
+    valueTypeId: value,
+  });
+  const chunk = 65_536;
+  const keys = new Uint8Array(chunk * 16);
+  const values = new Uint8Array(chunk * 32);
+  const k = new DataView(keys.buffer);
+  const v = new DataView(values.buffer);
+  for (let first = 0; first < entries; first += chunk) {
+    const n = Math.min(chunk, entries - first);
+    for (let i = 0; i < n; i++) {
+      const id = first + i;
+      k.setUint32(i * 16, 0x0a000000 + id, true);
+      k.setUint32(i * 16 + 4, 0xc0a80001, true);
+      k.setUint16(i * 16 + 8, id & 0xffff, true);
+      k.setUint16(i * 16 + 10, 443, true);
+      k.setUint32(i * 16 + 12, 6, true);
+      v.setBigUint64(i * 32, BigInt(id) * 7n, true);
+      v.setBigUint64(i * 32 + 8, BigInt(id) * 1500n, true);
+      v.setBigInt64(i * 32 + 16, BigInt(id % 2 ? -id : id), true);
+      v.setUint32(i * 32 + 24, id >>> 3, true);
+    }
+    map.updateBatch(keys.subarray(0, n * 16), values.subarray(0, n * 32));
+  }
+  return map;
+}
+
+/** Runs `command` with stdout into `file`; returns its wall-clock seconds. */
+async function timed(command: string[], file: string): Promise<number> {
+  using out = await Deno.open(file, { write: true, create: true, truncate: true });
+  const started = performance.now();
+  const status = await new Deno.Command(command[0], {
+    args: command.slice(1),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn().output();
+  const seconds = (performance.now() - started) / 1000;
+  if (!status.success) {
+    throw new RuntimeError(
+      `${command.join(" ")} failed: ${new TextDecoder().decode(status.stderr).trim()}`,
+    );
+  }
+  await out.write(status.stdout);
+  return seconds;
+}
+
+function same(a: string, b: string): boolean {
+  const x = Deno.readFileSync(a);
+  const y = Deno.readFileSync(b);
+  return x.length === y.length && x.every((byte, i) => byte === y[i]);
+}
+
+if (import.meta.main) {
+  await runMain(USAGE, async () => {
+    const flags = parseFlags({ entries: { type: "string" }, rounds: { type: "string" } });
+    const entries = intFlag(flags.entries, "entries", 1_000_000, { max: 1 << 26 });
+    const rounds = intFlag(flags.rounds, "rounds", 3, { max: 100 });
+    using plain = BpfMap.create({ type: "hash", keySize: 4, valueSize: 4, maxEntries: entries });
+    await fillMap(plain, { entries });
+    using typed = structMap(entries);
+    const pins: [string, BpfMap][] = [
+      [`/sys/fs/bpf/bpftool_dump_u32_${Deno.pid}`, plain],
+      [`/sys/fs/bpf/bpftool_dump_flows_${Deno.pid}`, typed],
+    ];
+    const rows: string[][] = [];
+    try {
+      for (const [pin, map] of pins) map.pin(pin);
+      for (const [pin, map] of pins) {
+        for (const [ours, theirs] of FORMATS) {
+          const deno = ["deno", "task", "--cwd", ROOT, "-q", "dump", "--pin", pin];
+          const bpftool = ["bpftool", ...(theirs ? [theirs] : []), "map", "dump", "pinned", pin];
+          const a = await Deno.makeTempFile();
+          const b = await Deno.makeTempFile();
+          const times = { ours: [] as number[], bpftool: [] as number[] };
+          for (let round = 0; round < rounds; round++) {
+            times.ours.push(await timed([...deno, ...(ours ? [ours] : [])], a));
+            times.bpftool.push(await timed(bpftool, b));
+            if (!same(a, b)) throw new RuntimeError(`${ours || "plain"} output differs on ${pin}`);
+          }
+          Deno.removeSync(a);
+          Deno.removeSync(b);
+          const o = summary(times.ours).median;
+          const t = summary(times.bpftool).median;
+          rows.push([
+            `${map.keySize}/${map.valueSize}${map.info.btfId ? " BTF" : ""}`,
+            ours || "(plain)",
+            o.toFixed(3),
+            t.toFixed(3),
+            `${(t / o).toFixed(2)}x`,
+            "yes",
+          ]);
+        }
+      }
+    } finally {
+      for (const [pin] of pins) {
+        try {
+          Deno.removeSync(pin);
+        } catch { /* not pinned */ }
+      }
+    }
+    console.log(`${entries} entries, ${rounds} alternating rounds, whole processes, medians`);
+    printTable(["key/value", "format", "dump s", "bpftool s", "bpftool / dump", "identical"], rows);
+  });
+}
