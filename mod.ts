@@ -148,10 +148,8 @@ export {
 } from "./ffi/btf/mod.ts";
 export {
   BpftoolDump,
+  type BpftoolDumpOptions,
   type BpftoolFormat,
-  BufferedOutput,
-  compileBpftoolFormatter,
   type DumpShape,
-  type FormatFn,
-  type TextSink,
-} from "./ffi/format/bpftool_json.ts";
+} from "./ffi/format/bpftool_dump.ts";
+export { type ByteSink, ByteWriter } from "./ffi/format/byte_writer.ts";

@@ -10,7 +10,8 @@
  */
 
 import { BpfMap, BtfBuilder, createMapWithBtf, fillMap, loadBtf } from "../mod.ts";
-import { intFlag, parseFlags, printTable, runMain, RuntimeError } from "../scripts/_cli.ts";
+import { intFlag, parseFlags, runMain, RuntimeError } from "../scripts/_cli.ts";
+import { printTable } from "../scripts/_report.ts";
 import { summary } from "../scripts/_cli.ts";
 
 const USAGE = `usage: bpftool_dump.ts [--entries N] [--rounds R]

@@ -84,6 +84,11 @@ export interface DumpOptions {
    * of `hybrid` (default: one less).
    */
   ranges?: number;
+  /**
+   * `parallel`: hand batches over in the order one walk gives (the kernel's bucket order),
+   * over many small ranges, holding back little (see `ParallelOptions.inOrder`).
+   */
+  inOrder?: boolean;
   /** An iterator already attached to the map, for `iter` (else one is attached, untimed, and closed). */
   iterator?: MapIterator;
   /**
@@ -107,6 +112,13 @@ export interface DumpOptions {
    * are reused by the next batch (per-entry walks hand over one entry at a time).
    */
   visit?: (batch: BatchView) => void;
+  /**
+   * `false`: keep no set of the keys seen, whose memory grows with the map, for `batch` and
+   * `parallel`, which resume by bucket or by key and so cannot return a key twice (the
+   * result then counts every entry as distinct). Other methods keep it whatever this says.
+   * Default true.
+   */
+  trackKeys?: boolean;
   /** Restarts a per-entry walk tolerates before it gives up (default 10,000). */
   maxRestarts?: number;
   /** Hears each key the kernel returned again, before it is dropped (a view, reused). */
@@ -275,7 +287,7 @@ function withoutEntries(batch: BatchView, drop: number[], keySize: number, value
 async function walk(
   map: BpfMap,
   method: DumpMethod,
-  keys: KeySet,
+  keys: KeySet | undefined,
   options: DumpOptions,
   background: KeySetInBackground | undefined,
 ): Promise<WalkStats & { restarts: number; kernelWalk?: SnapshotDumpStats }> {
@@ -286,6 +298,8 @@ async function walk(
   const onDuplicate = visit || onRepeat ? (i: number) => drop.push(i) : undefined;
   const addBatch = background
     ? (batch: BatchView) => background.addPacked(batch.keys, batch.count)
+    : !keys
+    ? (batch: BatchView) => visit?.(batch)
     : (batch: BatchView) => {
       const repeated = keys.addPacked(batch.keys, batch.count, onDuplicate);
       if (onRepeat) {
@@ -302,7 +316,7 @@ async function walk(
     case "normal": {
       const stats = map.forEachEntry(
         visit ? (key, value) => visit({ keys: key, values: value, count: 1 }) : () => {},
-        { keys, maxRestarts: options.maxRestarts, onRepeat },
+        { keys: keys!, maxRestarts: options.maxRestarts, onRepeat },
       );
       return { ...stats, restarts: stats.restarts ?? 0 };
     }
@@ -319,6 +333,7 @@ async function walk(
           chunk,
           ranges: options.ranges,
           pool: options.pool,
+          inOrder: options.inOrder,
         }),
       );
     case "iter":
@@ -417,13 +432,14 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   // Keys other than 4 bytes cost a hash table probe each: where no key is needed at once
   // (nothing to hand over without its repeats), another thread counts them while this one
   // walks. 4-byte keys go into a bitmap, which is faster than the hand-over.
-  const background = options.visit || options.onRepeat || map.keySize === 4 ||
+  const trackKeys = options.trackKeys !== false || (method !== "batch" && method !== "parallel");
+  const background = !trackKeys || options.visit || options.onRepeat || map.keySize === 4 ||
       (method !== "batch" && method !== "iter")
     ? undefined
     : KeySetInBackground.start(map.keySize, map.info.maxEntries);
   const setupSeconds = (performance.now() - setupStart) / 1000;
   try {
-    const keys = new KeySet(map.keySize, map.info.maxEntries);
+    const keys = trackKeys ? new KeySet(map.keySize, map.info.maxEntries) : undefined;
     const before = countNow();
     const start = memory();
     const cpuStart = cpuTimes();
@@ -436,7 +452,9 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
       split,
       ranges: method === "hybrid" ? hybridRanges : options.ranges,
     }, background);
-    const counted = background ? await background.counts() : keys;
+    const counted = background
+      ? await background.counts()
+      : keys ?? { added: stats.entries, duplicates: 0 };
     const seconds = (performance.now() - t0) / 1000;
     const cpuEnd = cpuTimes();
     const after = countNow();

@@ -42,6 +42,17 @@ export class JsonWriter {
     return text;
   }
 
+  /**
+   * A writer where this one is (its depth and separator) with nothing written: what follows
+   * it is written as it would be here. Templates are built on forks.
+   */
+  fork(): JsonWriter {
+    const w = new JsonWriter({ pretty: this.#pretty });
+    w.#depth = this.#depth;
+    w.#sep = this.#sep;
+    return w;
+  }
+
   /** Ends the document (`jsonw_destroy`): a newline; returns what `take()` had left. */
   end(): string {
     if (this.#depth !== 0) throw new Error("JSON writer ended inside an object or array");

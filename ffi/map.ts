@@ -79,6 +79,8 @@ export interface WalkStats {
   batches: number;
   /** The chunk in use at the end (grown on ENOSPC); 0 for per-entry walks. */
   chunk: number;
+  /** In-order parallel walks: the most entries held back at once, waiting for ranges before theirs. */
+  maxHeld?: number;
 }
 
 const MAX_U32 = 0xffff_ffff;

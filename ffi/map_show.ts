@@ -154,6 +154,10 @@ export function bpftoolMapTypeName(type: number): string | undefined {
   return BPFTOOL_MAP_TYPE_NAMES[type];
 }
 
+/**
+ * bpftool's `print_dev_plain`: `  offloaded_to ifindex N ns_dev D ns_ino I` for an offloaded
+ * map, `""` otherwise.
+ */
 function plainDevice(device: MapDevice | undefined): string {
   if (!device?.ifindex) return "";
   // bpftool prints the interface name when it can resolve it in that namespace.
@@ -175,10 +179,7 @@ function plainDevice(device: MapDevice | undefined): string {
  */
 export function formatMapPlain(record: MapShowRecord): string {
   const { info, fdinfo } = record;
-  const typeName = bpftoolMapTypeName(info.type);
-  let out = `${info.id}: ${typeName !== undefined ? typeName : `type ${info.type}`}  `;
-  if (info.name) out += `name ${info.name}  `;
-  out += `flags 0x${(info.flags >>> 0).toString(16)}${plainDevice(record.device)}\n`;
+  let out = plainMapHeader(info, record.device);
   out += `\tkey ${info.keySize}B  value ${info.valueSize}B  max_entries ${info.maxEntries}`;
   const memlock = fdinfoValue(fdinfo, "memlock");
   if (memlock !== undefined) out += `  memlock ${memlock}B`;
@@ -218,13 +219,7 @@ export function formatMapPlain(record: MapShowRecord): string {
 export function writeMapJson(w: JsonWriter, record: MapShowRecord): void {
   const { info, fdinfo, device } = record;
   w.startObject();
-  w.uintField("id", info.id);
-  const typeName = bpftoolMapTypeName(info.type);
-  if (typeName !== undefined) w.stringField("type", typeName);
-  else w.uintField("type", info.type);
-  if (info.name) w.stringField("name", info.name);
-  w.name("flags");
-  w.raw(String(info.flags | 0));
+  jsonMapHeader(w, info);
   if (device?.ifindex) {
     w.name("dev");
     w.startObject();
@@ -270,6 +265,54 @@ export function writeMapJson(w: JsonWriter, record: MapShowRecord): void {
 export class MapInfoScratch {
   /** `sizeof(struct bpf_map_info)` as bpftool 7.1 (libbpf 1.1 headers) passes it. */
   readonly bytes: Uint8Array = ownedBytes(layoutSize(MAP_INFO));
+}
+
+/**
+ * bpftool's `show_map_header_plain`: `ID: TYPE  name NAME  flags 0xFLAGS`, the offload device
+ * when `device` has an ifindex, and a newline. `type N` for types libbpf 1.1 has no name for;
+ * no `name` part for an unnamed map.
+ *
+ * @example
+ * ```ts
+ * import { plainMapHeader } from "./map_show.ts";
+ * const info = { id: 7, type: 1, keySize: 4, valueSize: 4, maxEntries: 16, flags: 0, name: "foo",
+ *   btfId: 0, btfKeyTypeId: 0, btfValueTypeId: 0, btfVmlinuxValueTypeId: 0 };
+ * console.log(plainMapHeader(info)); // "7: hash  name foo  flags 0x0\n"
+ * ```
+ */
+export function plainMapHeader(info: MapInfo, device?: MapDevice): string {
+  const typeName = bpftoolMapTypeName(info.type);
+  let out = `${info.id}: ${typeName !== undefined ? typeName : `type ${info.type}`}  `;
+  if (info.name) out += `name ${info.name}  `;
+  return out + `flags 0x${(info.flags >>> 0).toString(16)}${plainDevice(device)}\n`;
+}
+
+/**
+ * bpftool's `show_map_header_json`: the fields `"id"`, `"type"` (a number for types libbpf 1.1
+ * has no name for), `"name"` (only when the map has one) and `"flags"` (as a signed int),
+ * written into the object `w` is in. No device, sizes or BTF id: a dump's header has none.
+ *
+ * @example
+ * ```ts
+ * import { JsonWriter } from "./json_writer.ts";
+ * import { jsonMapHeader } from "./map_show.ts";
+ * const info = { id: 7, type: 1, keySize: 4, valueSize: 4, maxEntries: 16, flags: 0, name: "foo",
+ *   btfId: 0, btfKeyTypeId: 0, btfValueTypeId: 0, btfVmlinuxValueTypeId: 0 };
+ * const w = new JsonWriter({ pretty: false });
+ * w.startObject();
+ * jsonMapHeader(w, info);
+ * w.endObject();
+ * console.log(w.end()); // {"id":7,"type":"hash","name":"foo","flags":0}
+ * ```
+ */
+export function jsonMapHeader(w: JsonWriter, info: MapInfo): void {
+  w.uintField("id", info.id);
+  const typeName = bpftoolMapTypeName(info.type);
+  if (typeName !== undefined) w.stringField("type", typeName);
+  else w.uintField("type", info.type);
+  if (info.name) w.stringField("name", info.name);
+  w.name("flags");
+  w.raw(String(info.flags | 0));
 }
 
 /**

@@ -33,6 +33,27 @@ export interface ParallelOptions {
   chunk?: number;
   /** Workers to run the ranges on (default: a pool started for this dump and stopped after it). */
   pool?: ParallelPool;
+  /**
+   * Hands batches over in the order one walk of the map gives (see `RangeWalkOptions`),
+   * over many small ranges (default `inOrderRanges`), so that little is held back.
+   */
+  inOrder?: boolean;
+}
+
+/** In order, a range covers about this many bytes of entries (what may be held back of it). */
+const IN_ORDER_RANGE_BYTES = 4 << 20;
+
+/**
+ * How many ranges an in-order walk of `map` takes: ranges of about 4 MiB of entries on a
+ * full map, and of at least 16 calls of `chunk` (each range's last call reads past its end).
+ */
+export function inOrderRanges(map: BpfMap, chunk: number = DEFAULT_CHUNK): number {
+  const space = cursorSpace(map);
+  const positions = Math.max(
+    16 * chunk,
+    Math.floor(IN_ORDER_RANGE_BYTES / (map.keySize + map.valueBytes)),
+  );
+  return Math.max(1, Math.ceil(space / positions));
 }
 
 /** The number of cursor positions of a map: buckets for hash maps, keys for arrays. */
@@ -123,13 +144,29 @@ export class ParallelPool implements Disposable {
     return this.#workers.length;
   }
 
-  /** Runs range jobs, each on worker `index % size`, delivering every message to `onMessage`. */
-  run(jobs: Omit<RangeJob, "job">[], onMessage: (message: RangeMessage) => void): Promise<void> {
+  /**
+   * Runs range jobs, delivering every message to `onMessage`. A job goes to the next idle
+   * worker, in order, once `admit(its index)` says so (default: at once); `admit` is asked
+   * again after every message.
+   */
+  run(
+    jobs: Omit<RangeJob, "job">[],
+    onMessage: (message: RangeMessage) => void,
+    admit: (index: number) => boolean = () => true,
+  ): Promise<void> {
     if (this.#workers.length === 0) throw new Error("The parallel pool is closed");
     const job = this.#nextJob++;
+    const workers = this.#workers;
+    const idle = [...workers];
+    let next = 0;
     let open = jobs.length;
+    const dispatch = () => {
+      while (idle.length && next < jobs.length && admit(next)) {
+        idle.shift()!.postMessage({ ...jobs[next++], job });
+      }
+    };
     return new Promise((resolve, reject) => {
-      const handle = (event: MessageEvent<RangeMessage>) => {
+      const handle = (worker: Worker) => (event: MessageEvent<RangeMessage>) => {
         const message = event.data;
         // After a failure the workers still finish their ranges: drop what they send.
         if (message.job !== job || open < 0) return;
@@ -140,18 +177,19 @@ export class ParallelPool implements Disposable {
           reject(e);
           return;
         }
-        if (message.kind !== "batch" && --open === 0) resolve();
+        if (message.kind === "batch") return dispatch();
+        idle.push(worker);
+        if (--open === 0) resolve();
+        else dispatch();
       };
-      for (const worker of this.#workers) {
-        worker.onmessage = handle;
+      for (const worker of workers) {
+        worker.onmessage = handle(worker);
         worker.onerror = (e) => {
           e.preventDefault();
           reject(new Error(`A parallel dump worker failed: ${e.message}`));
         };
       }
-      jobs.forEach((range, i) =>
-        this.#workers[i % this.#workers.length].postMessage({ ...range, job })
-      );
+      dispatch();
     });
   }
 
@@ -168,6 +206,10 @@ export class ParallelPool implements Disposable {
 
 /** A range's state while its batches come in. */
 interface RangeState {
+  /** Whether its walk has ended (its worker said "done"). */
+  done: boolean;
+  /** In order: its batches held until the ranges before it are complete. */
+  held: BatchView[];
   /** The key its last batch must stop before; `undefined` until the next range has spoken. */
   marker: Uint8Array | null | undefined;
   /** Its last batch, held until the marker is known. */
@@ -225,6 +267,13 @@ export interface RangeWalkOptions {
    * the workers go on meanwhile.
    */
   onFirstKey?: (key: Uint8Array | null) => void;
+  /**
+   * Hands batches over in the order of the ranges (a range's batches once every range
+   * before it is complete), which is the order one walk of the map gives. Ranges start in
+   * order, at most one more than the pool has workers ahead of the first incomplete one, so
+   * what is held back stays within a few ranges: walk many small ranges this way.
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -246,24 +295,61 @@ export async function walkRanges(
   const { keySize, valueBytes } = map;
   const pool = options.pool ?? await ParallelPool.forRanges(ranges);
   const states: RangeState[] = Array.from({ length: ranges }, () => ({
+    done: false,
+    held: [],
     // Arrays need no markers.
     marker: array ? null : undefined,
     pending: null,
     started: false,
   }));
-  const stats = { entries: 0, syscalls: 0, batches: 0, chunk };
+  // In order: the first range not yet complete; ranges up to `current + ahead` may run.
+  let current = 0;
+  const ahead = pool.size + 1;
+  const complete = (state: RangeState) =>
+    state.done && state.pending === null && state.marker !== undefined;
+  const handOver = (batch: BatchView, index: number) => {
+    stats.entries += batch.count;
+    stats.batches++;
+    visit(batch, index);
+  };
+  // A range may start while fewer than `ahead` ranges before it are incomplete, empty
+  // ranges aside (they hold nothing, and a range waits for the next one with a key).
+  const admit = (index: number) => {
+    let incomplete = 0;
+    for (let j = current; j < index; j++) {
+      if (!(states[j].done && firstKeys[j] === null)) incomplete++;
+    }
+    return incomplete < ahead;
+  };
+  let heldEntries = 0;
+  const advance = () => {
+    while (current < ranges && complete(states[current])) {
+      current++;
+      if (current >= ranges) break;
+      for (const batch of states[current].held.splice(0)) {
+        heldEntries -= batch.count;
+        handOver(batch, current);
+      }
+    }
+  };
+  const stats: WalkStats & { maxHeld: number } = {
+    entries: 0,
+    syscalls: 0,
+    batches: 0,
+    chunk,
+    maxHeld: 0,
+  };
 
   // Until the first key is heard, batches wait (`onFirstKey` may hand over entries first).
   let firstKeyHeard = !options.onFirstKey;
   const held: [BatchView, number][] = [];
   const deliver = (batch: BatchView, index: number) => {
-    if (!firstKeyHeard) {
-      held.push([batch, index]);
-      return;
-    }
-    stats.entries += batch.count;
-    stats.batches++;
-    visit(batch, index);
+    if (!firstKeyHeard) held.push([batch, index]);
+    else if (options.inOrder && index !== current) {
+      states[index].held.push(batch);
+      heldEntries += batch.count;
+      stats.maxHeld = Math.max(stats.maxHeld, heldEntries);
+    } else handOver(batch, index);
   };
   const deliverCut = (batch: BatchView, index: number, marker: Uint8Array | null) => {
     const kept = countBeforeMarker(batch, keySize, marker);
@@ -330,6 +416,8 @@ export async function walkRanges(
         stats.syscalls += message.syscalls;
         if (!state.started) learnFirstKey(message.index, null);
         state.started = true;
+        state.done = true;
+        if (options.inOrder) advance();
         return;
       }
       const batch: BatchView = {
@@ -342,10 +430,12 @@ export async function walkRanges(
       if (!message.crossed) deliver(batch, message.index);
       else if (state.marker !== undefined) deliverCut(batch, message.index, state.marker);
       else state.pending = batch;
-    });
+      if (options.inOrder) advance();
+    }, options.inOrder ? admit : undefined);
   } finally {
     if (!options.pool) pool.close();
   }
+  if (!options.inOrder) delete (stats as WalkStats).maxHeld;
   return stats;
 }
 
@@ -439,7 +529,10 @@ export async function forEachBatchParallel(
   visit: (batch: BatchView, range: number) => void,
   options: ParallelOptions = {},
 ): Promise<WalkStats> {
-  const ranges = options.ranges ?? options.pool?.size ?? navigator.hardwareConcurrency;
+  const ranges = options.ranges ??
+    (options.inOrder
+      ? inOrderRanges(map, options.chunk)
+      : options.pool?.size ?? navigator.hardwareConcurrency);
   const space = checkRanges(map, ranges);
   return await walkRanges(map, splitRanges(0, space, ranges), visit, options);
 }

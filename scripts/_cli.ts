@@ -1,17 +1,13 @@
 /**
  * What every script shares: flag parsing with one-line usage errors (exit 2), the top-level
  * runner that turns failures into one-line messages (exit 1), opening the map a script
- * works on, tables, colour, progress and statistics.
+ * works on, colour and statistics. Tables, progress bars and memory reports are in
+ * `_report.ts` (their npm packages take a script 20 ms to load: `dump` and `maps` need none).
  *
  * @module
  */
 
 import { parseArgs, styleText } from "node:util";
-import process from "node:process";
-import Table from "cli-table3";
-// @ts-types="@types/cli-progress"
-import cliProgress from "cli-progress";
-import prettyBytes from "pretty-bytes";
 import { readEnv } from "../ffi/env.ts";
 import { type BackendName, BpfArgumentError, BpfError, BpfMap, parseBackendName } from "../mod.ts";
 
@@ -156,27 +152,6 @@ export function paint(
   return COLOR ? styleText(format, text) : text;
 }
 
-/** Prints a table on stdout. */
-export function printTable(head: string[], rows: (string | number)[][]): void {
-  const table = new Table({ head, style: { head: [], border: [] } });
-  table.push(...rows.map((row) => row.map(String)));
-  console.log(table.toString());
-}
-
-/** A progress bar on stderr (drawn only when stderr is a terminal). */
-export function progressBar(
-  total: number,
-  label: string,
-): cliProgress.SingleBar {
-  const bar = new cliProgress.SingleBar({
-    stream: process.stderr,
-    format: `${label} [{bar}] {percentage}% {value}/{total} entries, ETA {eta}s`,
-    hideCursor: true,
-  }, cliProgress.Presets.shades_classic);
-  bar.start(total, 0);
-  return bar;
-}
-
 /** Mean, standard deviation, min, median and max of samples. */
 export function summary(
   samples: number[],
@@ -187,23 +162,6 @@ export function summary(
   const sd = Math.sqrt(sorted.reduce((a, b) => a + (b - mean) ** 2, 0) / n);
   const median = n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
   return { mean, sd, min: sorted[0], median, max: sorted[n - 1] };
-}
-
-/** Formats bytes for people. */
-export function bytes(value: number): string {
-  return prettyBytes(value, { binary: true });
-}
-
-/** Prints a memory report like the study's `-mem` output. */
-export function printMemory(
-  title: string,
-  m: { rss: number; heapTotal: number; heapUsed: number; external: number },
-): void {
-  console.log(`----- ${title} -----`);
-  console.log(`rss = ${m.rss} (${bytes(m.rss)})`);
-  console.log(`heapTotal = ${m.heapTotal} (${bytes(m.heapTotal)})`);
-  console.log(`heapUsed = ${m.heapUsed} (${bytes(m.heapUsed)})`);
-  console.log(`external = ${m.external} (${bytes(m.external)})`);
 }
 
 /**

@@ -24,12 +24,11 @@ import {
   openMap,
   paint,
   parseFlags,
-  printMemory,
-  printTable,
   RuntimeError,
   summary,
   UsageError,
 } from "./_cli.ts";
+import { printMemory, printTable } from "./_report.ts";
 
 const KERNEL_CHUNK_LIMIT = 0xffff_ffff;
 

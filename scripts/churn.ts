@@ -21,16 +21,8 @@ import { DUMP_METHODS, promisesStableKeysOnce } from "../ffi/dump.ts";
 import { type Churner, type ChurnResult, startKernelChurn, startUserChurn } from "../ffi/churn.ts";
 import { fillMap } from "../ffi/fill.ts";
 import { MapIterator } from "../ffi/iter.ts";
-import {
-  intFlag,
-  paint,
-  parseFlags,
-  printTable,
-  runMain,
-  RuntimeError,
-  summary,
-  UsageError,
-} from "./_cli.ts";
+import { intFlag, paint, parseFlags, runMain, RuntimeError, summary, UsageError } from "./_cli.ts";
+import { printTable } from "./_report.ts";
 import { renderChart } from "./_charts.ts";
 
 const USAGE =

@@ -16,17 +16,8 @@ import {
 } from "../mod.ts";
 import { ensureBpffs, pathExists } from "../ffi/system.ts";
 import { unlinkPath } from "../ffi/libc.ts";
-import {
-  bytes,
-  intFlag,
-  openMap,
-  paint,
-  parseFlags,
-  printTable,
-  runMain,
-  RuntimeError,
-  UsageError,
-} from "./_cli.ts";
+import { intFlag, openMap, paint, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
+import { bytes, printTable } from "./_report.ts";
 import {
   createFilledMap,
   measure,
@@ -45,14 +36,24 @@ import {
   type WalkKind,
 } from "./_peers.ts";
 import { type Bar, barChart, renderChart } from "./_charts.ts";
+import {
+  bpftoolProcess,
+  bpftoolVersion,
+  DUMP_PROCESS,
+  firstDifference,
+  PROCESS_METHODS,
+  type ProcessMethod,
+  timeToFile,
+  type WholeProcess,
+} from "./_processes.ts";
 
 const USAGE =
   `usage: compare.ts [--pin PATH | --id N | --entries N [--type TYPE]] [--rounds R] [--chunk N] [--parallel N]
-                  [--methods M,...] [--kernel-budget MS] [--peers] [--peer COMMAND] [--json] [--svg FILE]
+                  [--methods M,...] [--kernel-budget MS] [--peers] [--peer COMMAND] [--bpftool PATH] [--json] [--svg FILE]
   Dumps one map by every method (per-entry, batch and parallel batch on both backends,
   bpf_iter, snapshot, hybrid, and auto, which says what it chose and why; --methods picks
-  some, and the references of their kinds), --rounds times each (default 5) interleaved,
-  verifies every dump, and prints
+  some of normal,batch,parallel,iter,snapshot,hybrid,auto and the references of their
+  kinds), --rounds times each (default 5) interleaved, verifies every dump, and prints
   median and spread of seconds, ns per entry, distinct keys, syscalls, ratio to per-entry,
   heap growth and peak RSS. Without --pin or --id it makes a fresh map of --entries
   (default 1,048,576) of --type (default hash). --peers runs, in the same rounds on the
@@ -61,7 +62,11 @@ const USAGE =
   each row is then compared with the C reference's walk of its kind. --peer COMMAND runs
   another reference (COMMAND normal|batch PIN [CHUNK], printing a JSON line or
   count=N seconds=S). --kernel-budget bounds one snapshot run's kernel time (default 1000
-  ms; the rest goes to LOOKUP_BATCH). --svg writes a bar chart.`;
+  ms; the rest goes to LOOKUP_BATCH). --svg writes a bar chart.
+  --methods dump,bpftool (not run by default) adds two whole processes in the same rounds on
+  the same pinned map, stdout to a file: "deno task -q dump --pin P --json" and "bpftool -j
+  map dump pinned P" (--bpftool PATH: another bpftool), their outputs compared byte for byte
+  every round (a difference is an error); the dump row says its time against bpftool's.`;
 
 /** One row of the table: one of our methods, or a reference. */
 interface Row {
@@ -85,6 +90,10 @@ interface Row {
   /** Why the dumps could not be checked against the kernel's count, if they could not. */
   unchecked: string | null;
   skipped: string | null;
+  /** A whole process (`--methods dump,bpftool`), timed from spawn to exit. */
+  wholeProcess: boolean;
+  /** Whole processes: whether every round's output was the other's byte for byte (`null`: not compared). */
+  identical: boolean | null;
 }
 
 /** The kind of walk each of our methods makes. */
@@ -98,22 +107,29 @@ const METHOD_KIND: Record<DumpMethod, WalkKind> = {
   hybrid: "hybrid",
 };
 
-/** The variants `--methods` names (labels or methods, comma-separated), or all of them. */
-function selectVariants(list: string | undefined): readonly Variant[] {
-  if (list === undefined) return VARIANTS;
+/**
+ * The variants `--methods` names (labels or methods, comma-separated), or all of them, and
+ * the whole processes it names (`dump`, `bpftool`: none unless named).
+ */
+function selectMethods(
+  list: string | undefined,
+): { variants: readonly Variant[]; processes: ProcessMethod[] } {
+  if (list === undefined) return { variants: VARIANTS, processes: [] };
   const names = list.split(",").map((name) => name.trim()).filter(Boolean);
   const chosen = VARIANTS.filter((v) => names.includes(v.method) || names.includes(v.label));
+  const processes = PROCESS_METHODS.filter((method) => names.includes(method));
   const unknown = names.filter((name) =>
-    !VARIANTS.some((v) => v.method === name || v.label === name)
+    !VARIANTS.some((v) => v.method === name || v.label === name) &&
+    !(PROCESS_METHODS as readonly string[]).includes(name)
   );
-  if (unknown.length > 0 || chosen.length === 0) {
+  if (unknown.length > 0 || chosen.length + processes.length === 0) {
     throw new UsageError(
       `unknown --methods "${unknown.join(",") || list}": choose from ${
-        [...new Set(VARIANTS.map((v) => v.method))].join(", ")
+        [...new Set(VARIANTS.map((v) => v.method)), ...PROCESS_METHODS].join(", ")
       }`,
     );
   }
-  return chosen;
+  return { variants: chosen, processes };
 }
 
 function checkWritable(path: string): void {
@@ -140,6 +156,17 @@ function referenceRow(reference: Reference): Row {
     problem: null,
     unchecked: null,
     skipped: null,
+    wholeProcess: false,
+    identical: null,
+  };
+}
+
+/** The row of a whole process, to be filled round by round: bpftool's is a reference. */
+function processRow(process: WholeProcess, mechanism: string): Row {
+  return {
+    ...referenceRow({ label: process.label, mechanism, kind: "batch" } as Reference),
+    reference: process.method === "bpftool",
+    wholeProcess: true,
   };
 }
 
@@ -169,6 +196,7 @@ await runMain(USAGE, async () => {
     json: { type: "boolean" },
     svg: { type: "string" },
     methods: { type: "string" },
+    bpftool: { type: "string" },
     "kernel-budget": { type: "string" },
   });
   const fresh = flags.pin === undefined && flags.id === undefined;
@@ -184,7 +212,10 @@ await runMain(USAGE, async () => {
   const typeName = flags.type ?? "hash";
   if (parseMapType(typeName) === undefined) throw new UsageError(`unknown --type "${typeName}"`);
   if (flags.svg !== undefined) checkWritable(flags.svg);
-  const variants = selectVariants(flags.methods);
+  const { variants, processes } = selectMethods(flags.methods);
+  if (flags.bpftool !== undefined && !processes.includes("bpftool")) {
+    throw new UsageError("--bpftool is for --methods bpftool: add it, or drop --bpftool");
+  }
   const kernelTimeBudgetMs = intFlag(flags["kernel-budget"], "kernel-budget", 1000, {
     max: 20_000,
     maxReason: " (the kernel warns of a soft lockup at 20 s)",
@@ -208,6 +239,25 @@ await runMain(USAGE, async () => {
     references.splice(0, references.length, ...kept);
   }
 
+  // The whole processes: the dump's row, then bpftool's (which says why, if it cannot run).
+  const wholeProcesses: { process: WholeProcess; row: Row }[] = [];
+  if (processes.includes("dump")) {
+    wholeProcesses.push({
+      process: DUMP_PROCESS,
+      row: processRow(DUMP_PROCESS, "deno task dump, whole process"),
+    });
+  }
+  if (processes.includes("bpftool")) {
+    const process = bpftoolProcess(flags.bpftool);
+    const found = await bpftoolVersion(flags.bpftool);
+    const row = processRow(
+      process,
+      "version" in found ? `${found.version}, whole process` : "bpftool",
+    );
+    if ("missing" in found) row.skipped = found.missing;
+    wholeProcesses.push({ process, row });
+  }
+
   if (fresh) say(`filling a fresh ${typeName} map of ${entries} entries`);
   using map: BpfMap = fresh
     ? await createFilledMap(typeName as MapTypeName, entries)
@@ -215,14 +265,18 @@ await runMain(USAGE, async () => {
   checkRanges(map, ranges);
   let pin = flags.pin;
   let madePin = false;
-  if (references.length > 0 && pin === undefined) {
+  const external = references.length + wholeProcesses.length > 0;
+  if (external && pin === undefined) {
     pin = `/sys/fs/bpf/deno-bpf-batch-compare-${Deno.pid}`;
     ensureBpffs(pin);
     map.pin(pin);
     madePin = true;
   }
   const referenceRows = references.map(referenceRow);
-  const expected = references.length > 0 ? readKernelCount(map).count ?? null : null;
+  const expected = external ? readKernelCount(map).count ?? null : null;
+  // Each whole process's output, overwritten every round; kept when they differ.
+  const outputs = wholeProcesses.length > 0 ? Deno.makeTempDirSync({ prefix: "compare_" }) : null;
+  let keepOutputs = false;
   try {
     const measurements = await measure(map.info.id, variants, {
       rounds,
@@ -252,15 +306,50 @@ await runMain(USAGE, async () => {
             row.skipped = (e as Error).message;
           }
         }
+        if (pin === undefined || outputs === null) return;
+        const ran: string[] = [];
+        for (const { process, row } of wholeProcesses) {
+          if (row.skipped !== null) continue;
+          say(`round ${round + 1}/${rounds}: ${process.label}`);
+          try {
+            row.seconds.push(
+              await timeToFile(process.command(pin), `${outputs}/${process.method}`),
+            );
+            ran.push(process.method);
+          } catch (e) {
+            row.skipped = (e as Error).message;
+          }
+        }
+        if (ran.length === 2) {
+          const difference = await firstDifference(outputs, ran[0], ran[1]);
+          if (difference !== null) {
+            keepOutputs = true;
+            throw new RuntimeError(
+              `${wholeProcesses.map((p) => p.process.label).join(" and ")} differ on ${pin} ` +
+                `(round ${round + 1}): ${difference} (outputs kept in ${outputs})`,
+            );
+          }
+          for (const { row } of wholeProcesses) row.identical = true;
+        }
       },
     });
     const rows: Row[] = [...measurements.map(measuredRow), ...referenceRows];
     for (const { label, reason } of missing) {
       rows.push({ ...referenceRow({ label } as Reference), skipped: reason });
     }
-    await report(map, rows, flags);
+    for (const { process, row } of wholeProcesses) {
+      if (row.skipped === null && row.identical === null) {
+        const other = wholeProcesses.find((p) => p.process !== process);
+        row.unchecked = other
+          ? `not compared: ${other.process.label} ${other.row.skipped ? "skipped" : "did not run"}`
+          : `not compared: add ${process.method === "dump" ? "bpftool" : "dump"} to --methods`;
+      }
+      rows.push(row);
+    }
+    await report(map, rows, expected, flags);
   } finally {
     if (madePin && pin !== undefined && pathExists(pin)) unlinkPath(pin);
+    if (outputs !== null && !keepOutputs) Deno.removeSync(outputs, { recursive: true });
   }
 });
 
@@ -282,6 +371,8 @@ function measuredRow(m: Measurement): Row {
     problem: m.problem,
     unchecked: m.last?.countUnavailable ?? null,
     skipped: m.skipped,
+    wholeProcess: false,
+    identical: null,
   };
 }
 
@@ -296,7 +387,7 @@ function medianOf(r: Row | undefined): number | undefined {
 function baseReferences(
   rows: Row[],
 ): { name: string; of: (kind: WalkKind) => number | undefined; batch: number | undefined } {
-  const measured = rows.filter((r) => r.reference && r.seconds.length);
+  const measured = rows.filter((r) => r.reference && !r.wholeProcess && r.seconds.length);
   const c = measured.filter((r) => r.label.startsWith("C / "));
   const pool = c.length ? c : measured.filter((r) =>
     !r.label.startsWith("Go ") &&
@@ -314,17 +405,23 @@ function baseReferences(
 async function report(
   map: BpfMap,
   rows: Row[],
+  kernelCount: number | null,
   flags: { json?: boolean; svg?: string },
 ): Promise<void> {
-  const entries = rows.find((r) => !r.reference && r.distinct !== null)?.distinct ?? 0;
+  const entries = rows.find((r) => !r.reference && r.distinct !== null)?.distinct ??
+    kernelCount ?? 0;
   const base = medianOf(
     rows.find((r) => r.kind === "per-entry" && !r.reference && r.seconds.length),
   );
   const references = baseReferences(rows);
+  // Whole processes are compared with bpftool's, and only with it: the other rows time walks.
+  const bpftool = medianOf(rows.find((r) => r.wholeProcess && r.reference && r.seconds.length));
   const ratio = (r: Row, to: number | undefined) => {
     const median = medianOf(r);
     return median !== undefined && to ? median / to : null;
   };
+  const walkRatio = (r: Row, to: number | undefined) => r.wholeProcess ? null : ratio(r, to);
+  const processRatio = (r: Row) => r.wholeProcess ? ratio(r, bpftool) : null;
 
   if (flags.json) {
     for (const r of rows) {
@@ -332,7 +429,7 @@ async function report(
       console.log(JSON.stringify({
         method: r.label,
         mechanism: r.mechanism,
-        kind: r.kind,
+        kind: r.wholeProcess ? "whole process" : r.kind,
         reference: r.reference,
         entries: r.entries,
         distinct: r.distinct,
@@ -343,10 +440,13 @@ async function report(
         max: s?.max ?? null,
         nsPerEntry: s && entries ? (s.median / entries) * 1e9 : null,
         syscalls: r.syscalls,
-        ratioToPerEntry: ratio(r, base),
-        ratioToReference: ratio(r, references.of(r.kind)),
-        ratioToReferenceBatch: ratio(r, references.batch),
-        comparedWith: references.name || null,
+        ratioToPerEntry: walkRatio(r, base),
+        ratioToReference: walkRatio(r, references.of(r.kind)),
+        ratioToReferenceBatch: walkRatio(r, references.batch),
+        comparedWith: (!r.wholeProcess && references.name) || null,
+        wholeProcess: r.wholeProcess,
+        ratioToBpftool: processRatio(r),
+        identical: r.identical,
         plan: r.plan,
         heapGrowth: r.heapGrowth,
         peakRss: r.peakRss,
@@ -374,16 +474,15 @@ async function report(
       "vs per-entry",
     ];
     if (references.name) head.push(`vs ${references.name}`, `vs ${references.name} batch`);
+    if (bpftool !== undefined) head.push("vs bpftool");
     head.push("heap growth", "peak RSS");
     printTable(
       head,
       rows.map((r) => {
         if (r.skipped) return [r.label, paint("yellow", `skipped: ${r.skipped}`)];
         const s = spread(r.seconds);
-        const through = (to: number | undefined) => {
-          const x = ratio(r, to);
-          return x === null ? "-" : `${x.toFixed(3)}x`;
-        };
+        const shown = (x: number | null) => x === null ? "-" : `${x.toFixed(3)}x`;
+        const through = (to: number | undefined) => shown(walkRatio(r, to));
         const row = [
           r.problem
             ? paint(
@@ -391,7 +490,7 @@ async function report(
               `${r.label} (${r.reference ? "NOT EXACT" : "NOT VERIFIED"})`,
             )
             : r.unchecked
-            ? paint("yellow", `${r.label} (keys only)`)
+            ? paint("yellow", `${r.label} (${r.wholeProcess ? "not compared" : "keys only"})`)
             : r.label,
           r.mechanism,
           s.median.toFixed(3),
@@ -402,6 +501,7 @@ async function report(
           through(base),
         ];
         if (references.name) row.push(through(references.of(r.kind)), through(references.batch));
+        if (bpftool !== undefined) row.push(shown(processRatio(r)));
         row.push(
           r.heapGrowth === null ? "-" : bytes(r.heapGrowth),
           r.peakRss === null ? "-" : bytes(r.peakRss),
@@ -413,9 +513,18 @@ async function report(
       console.log(paint("yellow", `${r.label}: ${r.problem}`));
     }
     for (const r of rows.filter((r) => r.plan)) console.log(`${r.label}: ${r.plan}`);
-    const unchecked = rows.find((r) => r.unchecked);
+    const unchecked = rows.find((r) => r.unchecked && !r.wholeProcess);
     if (unchecked) {
       console.log(paint("yellow", `keys only: kernel count unavailable: ${unchecked.unchecked}`));
+    }
+    for (const r of rows.filter((r) => r.wholeProcess && r.unchecked)) {
+      console.log(paint("yellow", `${r.label}: ${r.unchecked}`));
+    }
+    if (rows.some((r) => r.identical)) {
+      console.log(
+        "dump --json and bpftool -j map dump: whole processes, stdout to a file; " +
+          "byte-identical every round",
+      );
     }
   }
   if (flags.svg !== undefined) {

@@ -12,17 +12,8 @@ import { readKernelCount } from "../ffi/count.ts";
 import { verifiedCell } from "./_dump.ts";
 import { BpfObject, builtObjectPath } from "../ffi/object.ts";
 import { fdMemlock } from "../ffi/system.ts";
-import {
-  backendFlag,
-  bytes,
-  intFlag,
-  paint,
-  parseFlags,
-  printTable,
-  progressBar,
-  runMain,
-  RuntimeError,
-} from "./_cli.ts";
+import { backendFlag, intFlag, paint, parseFlags, runMain, RuntimeError } from "./_cli.ts";
+import { bytes, printTable, progressBar } from "./_report.ts";
 
 const USAGE = `usage: demo.ts [--entries N] [--chunk N] [--backend syscall|libbpf]
   Loads build/test_map.bpf.o with N entries (default 1,048,576), fills it, and dumps it per

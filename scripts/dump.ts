@@ -5,9 +5,19 @@
  * @module
  */
 
-import { BpfMap, btfCodec, dumpMap, type DumpMethodChoice, loadMapBtf } from "../mod.ts";
+import { BpfMap, dumpMap, type DumpMethodChoice, loadMapBtf } from "../mod.ts";
 import { isPerCpu, MapType } from "../ffi/constants.ts";
-import { BpftoolDump, type BpftoolFormat, BufferedOutput } from "../ffi/format/bpftool_json.ts";
+import { BpftoolDump, type BpftoolFormat } from "../ffi/format/bpftool_dump.ts";
+import { ByteWriter } from "../ffi/format/byte_writer.ts";
+import { JsonlDump } from "../ffi/format/jsonl.ts";
+import {
+  jsonMapStart,
+  PLAIN_MAP_SEPARATOR,
+  plainUsesBtfWriter,
+} from "../ffi/format/bpftool_header.ts";
+import { JsonWriter } from "../ffi/json_writer.ts";
+import type { MapInfo } from "../ffi/layout.ts";
+import { MapInfoScratch, mapShowRecord, plainMapHeader } from "../ffi/map_show.ts";
 import { backendFlag, intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 
 const USAGE =
@@ -44,38 +54,6 @@ const KEYLESS: Record<number, string> = {
   31: "user_ringbuf",
 };
 
-function replacer(_key: string, value: unknown): unknown {
-  return typeof value === "bigint" ? value.toString() : value;
-}
-
-/** A key or value without BTF: an unsigned integer for 1, 2, 4 and 8 bytes, else hex. */
-/**
- * A key or value without BTF, as JSON text: an unsigned integer (little-endian) for 1, 2 and
- * 4 bytes, a string of one for 8 (so any parser keeps it exact), a hex string otherwise.
- */
-function rawJson(bytes: Uint8Array, offset: number, size: number): string {
-  switch (size) {
-    case 1:
-      return String(bytes[offset]);
-    case 2:
-      return String(bytes[offset] | bytes[offset + 1] << 8);
-    case 4:
-      return String(
-        (bytes[offset] | bytes[offset + 1] << 8 | bytes[offset + 2] << 16 |
-          bytes[offset + 3] << 24) >>> 0,
-      );
-    case 8: {
-      const view = new DataView(bytes.buffer, bytes.byteOffset + offset, 8);
-      return `"${view.getBigUint64(0, true)}"`;
-    }
-  }
-  let hex = '"0x';
-  for (let i = 0; i < size; i++) hex += HEX_DIGITS[bytes[offset + i]];
-  return hex + '"';
-}
-
-const HEX_DIGITS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
 function selectMaps(
   flags: { id?: string; pin?: string; name?: string },
   backend: ReturnType<typeof backendFlag>,
@@ -109,12 +87,21 @@ function overlapWalk(map: BpfMap): boolean {
   return map.info.maxEntries >= OVERLAP_FROM_ENTRIES && navigator.hardwareConcurrency > 1;
 }
 
+/** Where one map's dump goes among several (`--name` matching more than one map). */
+interface Among {
+  /** The map's info as bpftool reads it (its BTF ids may be a map's before it). */
+  info: MapInfo;
+  /** The document's writer, in bpftool's JSON layout; absent: plain text, in hex. */
+  json?: JsonWriter;
+}
+
 async function dumpOne(
   map: BpfMap,
   format: BpftoolFormat | "jsonl",
   method: DumpMethodChoice,
   chunk: number,
-  out: BufferedOutput,
+  out: ByteWriter,
+  among?: Among,
 ): Promise<void> {
   const type = map.info.type;
   if (KEYLESS[type]) {
@@ -128,69 +115,77 @@ async function dumpOne(
   }
   const chosen: DumpMethodChoice = !BATCH_TYPES.includes(type)
     ? "normal"
-    : ordered && method === "auto"
+    : method === "auto"
     ? (overlapWalk(map) ? "parallel" : "batch")
     : method;
-  const btf = map.info.btfValueTypeId || map.info.btfVmlinuxValueTypeId ? loadMapBtf(map) : null;
-  const keySize = map.keySize;
-  const valueBytes = map.valueBytes;
-  let visit: (keys: Uint8Array, values: Uint8Array, i: number) => void;
-  let end = () => {};
-  let batchDone = () => {};
-  if (ordered) {
-    const dump = new BpftoolDump(
+  const info = among?.info ?? map.info;
+  const btf = (!among || among.json) && (info.btfValueTypeId || info.btfVmlinuxValueTypeId)
+    ? loadMapBtf(map, { info })
+    : null;
+  const shape = {
+    keySize: map.keySize,
+    valueSize: map.valueSize,
+    perCpu: isPerCpu(type) ? map.cpus : 0,
+    btf: btf &&
       {
-        keySize,
-        valueSize: map.valueSize,
-        perCpu: isPerCpu(type) ? map.cpus : 0,
-        btf: btf &&
-          {
-            keyType: btf.keyType.kind === "void" ? undefined : btf.keyType,
-            valueType: btf.valueType,
-          },
+        keyType: btf.keyType.kind === "void" ? undefined : btf.keyType,
+        valueType: btf.valueType,
       },
-      format,
-      out,
-    );
-    dump.begin();
-    visit = (keys, values, i) => dump.entry(keys, i * keySize, values, i * valueBytes);
-    end = () => dump.end();
-    batchDone = () => dump.flush();
-  } else {
-    const key = btf && btf.keyType.kind !== "void" ? btfCodec(btf.keyType) : undefined;
-    const value = btf ? btfCodec(btf.valueType) : undefined;
-    const perCpu = map.perCpu;
-    const stride = map.valueStride;
-    const one = (values: Uint8Array, at: number): string =>
-      value
-        ? JSON.stringify(value.decode(values.subarray(at, at + map.valueSize)), replacer)
-        : rawJson(values, at, map.valueSize);
-    visit = (keys, values, i) => {
-      const k = key
-        ? JSON.stringify(key.decode(keys.subarray(i * keySize, (i + 1) * keySize)), replacer)
-        : rawJson(keys, i * keySize, keySize);
-      const at = i * valueBytes;
-      if (perCpu) {
-        const each = Array.from({ length: map.cpus }, (_, cpu) => one(values, at + cpu * stride));
-        out.write(`{"key":${k},"values":[${each.join(",")}]}\n`);
-      } else {
-        out.write(`{"key":${k},"value":${one(values, at)}}\n`);
-      }
-    };
-  }
+  };
+  const dump = ordered
+    ? new BpftoolDump(shape, format, out, { json: among?.json })
+    : new JsonlDump(shape, out);
+  if (dump instanceof BpftoolDump) dump.begin();
+  const { keySize, valueBytes } = map;
   await dumpMap(map, {
     method: chosen,
     chunk,
-    // One range keeps the kernel's order: the Worker walks while this thread prints.
-    ranges: chosen === "parallel" && ordered ? 1 : undefined,
+    // bpftool's order: Workers walk ranges in order while this thread prints.
+    inOrder: ordered || method === "auto",
+    // Batch walks cannot repeat a key: no key set, so memory stays flat.
+    trackKeys: false,
     // The dump is not checked against the kernel's count: no counting program to load.
     expected: { unavailable: "not counted by dump" },
     visit: (batch) => {
-      for (let i = 0; i < batch.count; i++) visit(batch.keys, batch.values, i);
-      batchDone();
+      for (let i = 0; i < batch.count; i++) {
+        dump.entry(batch.keys, i * keySize, batch.values, i * valueBytes);
+      }
     },
   });
-  end();
+  if (dump instanceof BpftoolDump) dump.end();
+}
+
+/**
+ * bpftool's dump of several maps of one name, in id order: in JSON, an array of
+ * `{header, "elements": [...]}`; in plain text, each map's header line, its entries in hex
+ * and its count, unless every map has BTF (as bpftool reads the infos): then the JSON layout.
+ */
+async function dumpSeveral(
+  maps: BpfMap[],
+  format: BpftoolFormat,
+  method: DumpMethodChoice,
+  chunk: number,
+  out: ByteWriter,
+): Promise<void> {
+  const scratch = new MapInfoScratch();
+  const infos = maps.map((map) => mapShowRecord(map, { scratch }).info);
+  if (format === "plain" && !plainUsesBtfWriter(infos)) {
+    for (const [i, map] of maps.entries()) {
+      out.text(plainMapHeader(infos[i]));
+      await dumpOne(map, format, method, chunk, out, { info: infos[i] });
+      if (i < maps.length - 1) out.text(PLAIN_MAP_SEPARATOR);
+    }
+    return;
+  }
+  const json = new JsonWriter({ pretty: format !== "json" });
+  json.startArray();
+  for (const [i, map] of maps.entries()) {
+    jsonMapStart(json, infos[i]);
+    await dumpOne(map, format, method, chunk, out, { info: infos[i], json });
+    json.endObject();
+  }
+  json.endArray();
+  out.text(json.end());
 }
 
 async function main(): Promise<void> {
@@ -215,14 +210,11 @@ async function main(): Promise<void> {
   const backend = backendFlag(flags.backend);
   const maps = selectMaps(flags, backend);
   try {
-    if (maps.length > 1 && format !== "jsonl") {
-      throw new RuntimeError(
-        `${maps.length} maps are named "${flags.name}": bpftool prints each map's header then, which dump does not; give --id or --jsonl`,
-      );
-    }
-    const out = new BufferedOutput(Deno.stdout);
+    const out = new ByteWriter(Deno.stdout);
     try {
-      for (const map of maps) await dumpOne(map, format, method, chunk, out);
+      if (maps.length > 1 && format !== "jsonl") {
+        await dumpSeveral(maps, format, method, chunk, out);
+      } else for (const map of maps) await dumpOne(map, format, method, chunk, out);
       out.flush();
     } catch (e) {
       // A closed pipe (| head) ends the dump quietly.

@@ -13,15 +13,14 @@ import { ensureBpffs, pathExists } from "../ffi/system.ts";
 import { check } from "../ffi/errors.ts";
 import {
   backendFlag,
-  bytes,
   DEFAULT_PIN,
   intFlag,
   parseFlags,
-  progressBar,
   runMain,
   RuntimeError,
   UsageError,
 } from "./_cli.ts";
+import { bytes, progressBar } from "./_report.ts";
 
 const USAGE =
   `usage: load.ts [--entries N] [--pin PATH | --hold] [--replace] [--keep-partial] [--per-entry] [--chunk N]

@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { bpfTest, runScript as run, type ScriptRun as Run, taskFlags } from "./_helpers.ts";
+import { bpftoolVersion } from "../scripts/_processes.ts";
 
 /** The rows of `compare.ts`: per-entry and batch on both backends, parallel batch, bpf_iter. */
 const METHODS = [
@@ -259,6 +260,9 @@ bpfTest("compare.ts: bad input exits 2 (usage) or 1 (runtime) with one error lin
     [["--pin", pin, "--entries", "5"], [2], /--entries and --type make a fresh map/],
     [["--id", "1", "--type", "array"], [2], /--entries and --type make a fresh map/],
     [["--type", "bogus"], [2], /unknown --type "bogus"/],
+    [["--methods", "bogus"], [2], /unknown --methods "bogus": choose from .*, dump, bpftool$/],
+    [["--bpftool", "/usr/sbin/bpftool"], [2], /--bpftool is for --methods bpftool/],
+    [["--methods", "dump", "--bpftool", "x"], [2], /--bpftool is for --methods bpftool/],
   ];
   try {
     await Promise.all(cases.map(async ([args, codes, mention, options]) => {
@@ -273,6 +277,113 @@ bpfTest("compare.ts: bad input exits 2 (usage) or 1 (runtime) with one error lin
     remove(pin);
   }
 });
+
+/** The whole-process rows of `--methods dump,bpftool`. */
+const PROCESSES = ["dump --json", "bpftool -j map dump"];
+
+bpfTest(
+  "compare.ts --methods dump,bpftool times both whole processes, outputs identical",
+  async () => {
+    const fakes = Deno.makeTempDirSync({ prefix: "compare_test_bpftool_" });
+    // A bpftool whose dump is not the map's: the outputs differ, and that is an error.
+    const wrong = `${fakes}/bpftool`;
+    Deno.writeTextFileSync(
+      wrong,
+      `#!/bin/sh\ncase "$1" in version) echo "bpftool v7.1.0 (fake)";; *) echo "[]";; esac\n`,
+    );
+    Deno.chmodSync(wrong, 0o755);
+    const small = ["--entries", "3000", "--rounds", "1"];
+    try {
+      const [json, table, missing, differ] = await Promise.all([
+        run("compare.ts", ...small, "--methods", "batch,dump,bpftool", "--json"),
+        run("compare.ts", ...small, "--methods", "dump,bpftool"),
+        run(
+          "compare.ts",
+          ...small,
+          "--methods",
+          "dump,bpftool",
+          "--bpftool",
+          `${fakes}/none`,
+          "--json",
+        ),
+        run("compare.ts", ...small, "--methods", "dump,bpftool", "--bpftool", wrong, "--json"),
+      ]);
+      const installed = "version" in await bpftoolVersion();
+
+      assertOk(json, "compare.ts --methods batch,dump,bpftool --json");
+      const lines = jsonLines(json.stdout);
+      assert.deepEqual(methodsOf(lines), ["batch / syscall", "batch / libbpf", ...PROCESSES]);
+      const [dump, bpftool] = lines.slice(2);
+      for (const line of lines.slice(0, 2)) {
+        assert.equal(line.wholeProcess, false, JSON.stringify(line));
+        assert.equal(line.ratioToBpftool, null, JSON.stringify(line));
+      }
+      assert.equal(dump.reference, false);
+      assert.equal(bpftool.reference, true);
+      if (installed) {
+        for (const line of [dump, bpftool]) {
+          const what = JSON.stringify(line);
+          assert.equal(line.wholeProcess, true, what);
+          assert.equal(line.kind, "whole process", what);
+          assert.equal(line.identical, true, what);
+          assert.equal(line.verified, true, what);
+          assert.equal(line.skipped, null, what);
+          assert.equal(line.rounds, 1, what);
+          assert.ok(typeof line.median === "number" && line.median > 0, what);
+          // Whole processes are compared with bpftool's, not with the walks.
+          assert.equal(line.ratioToPerEntry, null, what);
+          assert.equal(line.ratioToReference, null, what);
+        }
+        assert.equal(bpftool.ratioToBpftool, 1);
+        const expected = (dump.median as number) / (bpftool.median as number);
+        assert.ok(
+          Math.abs((dump.ratioToBpftool as number) - expected) < 1e-9,
+          JSON.stringify(dump),
+        );
+        assert.match(String(bpftool.mechanism), /^bpftool v\d/);
+      } else {
+        assert.match(String(bpftool.skipped), /not installed/);
+      }
+
+      assertOk(table, "compare.ts --methods dump,bpftool");
+      assert.match(table.stdout, /hash, 3000 entries, 1 rounds each/);
+      for (const method of PROCESSES) {
+        assert.match(table.stdout, new RegExp(`^│ ${method} +│`, "m"), table.stdout);
+      }
+      if (installed) {
+        assert.match(table.stdout, /│ vs bpftool │/);
+        assert.match(table.stdout, /^│ bpftool -j map dump .*│ 1\.000x +│/m);
+        assert.match(table.stdout, /byte-identical every round/);
+        assert.match(table.stderr, /round 1\/1: dump --json\nround 1\/1: bpftool -j map dump/);
+      }
+
+      // No bpftool: its row says so, and the dump's is timed but not compared.
+      assertOk(missing, "compare.ts --bpftool NONE");
+      const [alone, none] = jsonLines(missing.stdout);
+      assert.deepEqual(methodsOf([alone, none]), PROCESSES);
+      assert.match(String(none.skipped), /^not installed: no ".*\/none"/);
+      assert.equal(none.rounds, 0);
+      assert.equal(alone.skipped, null);
+      assert.equal(alone.rounds, 1);
+      assert.equal(alone.identical, null);
+      assert.equal(alone.verified, false);
+      assert.match(String(alone.countUnavailable), /not compared: bpftool -j map dump skipped/);
+
+      // Outputs that differ: one error line, exit 1, no rows.
+      assertError(
+        differ,
+        [1],
+        /dump --json and bpftool -j map dump differ on \/sys\/fs\/bpf\/\S+ \(round 1\): dump bpftool differ: byte \d+, line 1 \(outputs kept in \S+\)$/,
+      );
+      assert.equal(differ.stdout, "");
+      const kept = differ.stderr.match(/outputs kept in (\S+)\)/)![1];
+      assert.equal(Deno.readTextFileSync(`${kept}/bpftool`), "[]\n");
+      remove(kept);
+    } finally {
+      remove(fakes);
+    }
+  },
+);
 
 bpfTest("batch.ts --parallel and iter.ts verify a pinned map", async () => {
   const pin = pinPath();

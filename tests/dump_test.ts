@@ -6,7 +6,7 @@
  * `bpftool map dump` print. Also: `--jsonl` parses with 64-bit integers as strings, a closed
  * pipe ends the dump with exit 0, bad selectors exit 2 with one error line.
  *
- * The BTF quirks checked this way (see `ffi/format/bpftool_json.ts`): unsigned hex
+ * The BTF quirks checked this way (see `ffi/format/bpftool_dump.ts`): unsigned hex
  * bitfields (enum and bool ones too), signed enums matched against 32-bit values, hex
  * `__int128`, anonymous members under "", strings only for NUL-terminated printable char
  * arrays, DATASEC values and a .data map without a key type, and the broken JSON of FLOAT
@@ -21,6 +21,7 @@ import {
   BtfBuilder,
   btfCodec,
   createMapWithBtf,
+  fillMap,
   loadBtf,
   loadMapBtf,
   stringToChars,
@@ -28,6 +29,7 @@ import {
 } from "../mod.ts";
 import { addInts, fillRandom, loadObject, objectTest, prng, SEED } from "./_btf_helpers.ts";
 import { bpfTest, runScript, scriptCommand } from "./_helpers.ts";
+import { structMap } from "../bench/bpftool_dump.ts";
 
 /** `bpftool [flag] map dump id N`, stdout as text. */
 function bpftool(flag: string | undefined, id: number): string {
@@ -233,6 +235,27 @@ objectTest("dump: --jsonl is typed, one object per line, 64-bit integers as stri
   plain.update(Uint8Array.of(1, 0, 0, 0), Uint8Array.of(255, 255, 255, 255, 255, 255, 255, 255));
   const raw = await runScript("dump.ts", "--id", String(plain.info.id), "--jsonl");
   assert.equal(raw.stdout, `{"key":1,"value":"18446744073709551615"}\n`);
+});
+
+bpfTest("dump: large maps, walked in order by Workers, print as bpftool prints them", async () => {
+  // From 65,536 entries of max_entries the walk runs on Workers over many ranges in order
+  // while this thread prints: the bytes must still be bpftool's, in every format.
+  using u32 = BpfMap.create({ type: "hash", keySize: 4, valueSize: 4, maxEntries: 100_000 });
+  await fillMap(u32, { entries: 100_000 });
+  await assertLikeBpftool(u32);
+  // 16-byte struct keys and 32-byte struct values with BTF (the benchmark's map).
+  using flows = structMap(70_000);
+  await assertLikeBpftool(flows);
+  // --jsonl walks the same way: the lines of one walk, in its order.
+  for (const map of [u32, flows]) {
+    const [auto, batch] = await Promise.all([
+      runScript("dump.ts", "--id", String(map.info.id), "--jsonl"),
+      runScript("dump.ts", "--id", String(map.info.id), "--jsonl", "--method", "batch"),
+    ]);
+    assert.equal(auto.code, 0, auto.stderr);
+    assert.equal(auto.stdout.split("\n").length - 1, map === u32 ? 100_000 : 70_000);
+    assert.ok(auto.stdout === batch.stdout, `${map.subject}: --jsonl differs from one walk's`);
+  }
 });
 
 bpfTest("dump: a closed pipe ends the dump quietly, with exit 0", async () => {

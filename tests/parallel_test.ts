@@ -218,15 +218,25 @@ function create(type: MapTypeName, backend: BackendName, maxEntries: number): Bp
   return BpfMap.create({ type, keySize: 4, valueSize: VALUE_SIZE, maxEntries }, { backend });
 }
 
+/** A map of each layout, filled (each closed when the next is made, and after the last). */
+function* filledMaps(
+  type: MapTypeName,
+  backend: BackendName,
+): Generator<{ layout: Layout; map: BpfMap; keys: number[] }> {
+  for (const layout of LAYOUTS) {
+    using map = create(type, backend, arraySize(layout, type));
+    const keys = layout.keys(type);
+    fill(map, keys);
+    yield { layout, map, keys };
+  }
+}
+
 eachTypeAndBackend(
   MAP_TYPES,
   "parallel dump: every key once with its values, any ranges and chunk",
   async (type, backend) => {
     using pool = await ParallelPool.start(POOL_SIZE);
-    for (const layout of LAYOUTS) {
-      using map = create(type, backend, arraySize(layout, type));
-      const keys = layout.keys(type);
-      fill(map, keys);
+    for (const { layout, map, keys } of filledMaps(type, backend)) {
       const written = new Set(keys);
       const expected = type.endsWith("array") ? map.info.maxEntries : keys.length;
       const count = kernelEntryCount(map);
@@ -246,6 +256,69 @@ eachTypeAndBackend(
     }
   },
 );
+
+/** The keys of `map` in the order one walk hands them over, and the batches' range indexes. */
+function keyOrder(map: BpfMap): number[] {
+  const keys: number[] = [];
+  map.forEachBatch((batch) => {
+    for (let i = 0; i < batch.count; i++) {
+      keys.push(new DataView(batch.keys.buffer, batch.keys.byteOffset).getUint32(i * 4, true));
+    }
+  });
+  return keys;
+}
+
+eachTypeAndBackend(
+  MAP_TYPES,
+  "parallel dump in order: one walk's order, whatever the ranges (empty ones too)",
+  async (type, backend) => {
+    using pool = await ParallelPool.start(POOL_SIZE);
+    for (const { layout, map } of filledMaps(type, backend)) {
+      const want = keyOrder(map);
+      // 64 ranges of the "few keys" maps are nearly all empty: a range waits for the next
+      // one with a key, which must be let start however far ahead it lies.
+      for (const ranges of [undefined, 2, 7, 64]) {
+        for (const chunk of [1, 4096]) {
+          const what = `${layout.name}, ${ranges ?? "default"} ranges, chunk ${chunk}`;
+          const got: number[] = [];
+          let lastRange = 0;
+          const stats = await forEachBatchParallel(map, (batch, index) => {
+            assert.ok(index >= lastRange, `${what}: range ${index} after range ${lastRange}`);
+            lastRange = index;
+            for (let i = 0; i < batch.count; i++) {
+              got.push(
+                new DataView(batch.keys.buffer, batch.keys.byteOffset).getUint32(i * 4, true),
+              );
+            }
+          }, { ranges, chunk, pool, inOrder: true });
+          assert.deepEqual(got, want, what);
+          assert.equal(stats.entries, want.length, what);
+        }
+      }
+    }
+  },
+);
+
+bpfTest("parallel dump in order holds back at most a few ranges", async () => {
+  // 64 ranges of 1,024 keys over 2 workers: a range starts only while fewer than 3 before
+  // it are incomplete, so what waits is at most 3 ranges' entries.
+  using pool = await ParallelPool.start(POOL_SIZE);
+  using map = create("hash", "syscall", 65_536);
+  fill(map, range(65_536));
+  const perRange = 65_536 / 64;
+  const stats = await forEachBatchParallel(map, () => {}, {
+    ranges: 64,
+    chunk: 64,
+    pool,
+    inOrder: true,
+  });
+  assert.equal(stats.entries, 65_536);
+  assert.ok(stats.maxHeld !== undefined && stats.maxHeld > 0, JSON.stringify(stats));
+  // Buckets hold about one key each: allow a range a little over its share.
+  assert.ok(stats.maxHeld <= (POOL_SIZE + 1) * perRange * 1.5, JSON.stringify(stats));
+  const unordered = await forEachBatchParallel(map, () => {}, { ranges: 64, chunk: 64, pool });
+  assert.equal(unordered.maxHeld, undefined);
+});
 
 eachTypeAndBackend(HASH_TYPES, "parallel dump of an empty map", async (type, backend) => {
   using pool = await ParallelPool.start(POOL_SIZE);

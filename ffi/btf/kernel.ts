@@ -11,7 +11,7 @@
 import { addressOf, keepAlive, ownedBytes } from "../buffers.ts";
 import { BpfCommand, type MapType, mapTypeName, parseMapType } from "../constants.ts";
 import { BpfArgumentError, BpfError, check, Errno } from "../errors.ts";
-import { layoutSize, readU32, writeField } from "../layout.ts";
+import { layoutSize, type MapInfo, readU32, writeField } from "../layout.ts";
 import { closeFd, readWholeFile } from "../libc.ts";
 import { BpfMap, type MapSpec, type OpenOptions } from "../map.ts";
 import { objInfo } from "../syscall_backend.ts";
@@ -158,6 +158,8 @@ export interface MapBtf {
 /**
  * The BTF of `map` (its BTF ids from `map.info`, then the BTF object), or `null` when the
  * map was created without BTF. The types are checked against the map's key and value sizes.
+ * `options.info` gives the ids to follow instead (a dump of several maps reads them as
+ * bpftool does, see `../format/bpftool_header.ts`).
  *
  * @example
  * ```ts
@@ -168,13 +170,13 @@ export interface MapBtf {
  * console.log(btf ? `${typeName(btf.keyType)} -> ${typeName(btf.valueType)}` : "no BTF");
  * ```
  */
-export function loadMapBtf(map: BpfMap): MapBtf | null {
+export function loadMapBtf(map: BpfMap, options: { info?: MapInfo } = {}): MapBtf | null {
   const {
     btfId,
     btfKeyTypeId: keyId,
     btfValueTypeId: valueId,
     btfVmlinuxValueTypeId: vmlinuxValueId,
-  } = map.info;
+  } = options.info ?? map.info;
   if (btfId === 0 && vmlinuxValueId === 0) return null;
   const btf = btfId !== 0 ? loadBtfById(btfId) : kernelBtf();
   const keyType = btfId !== 0 ? btf.typeById(keyId) : VOID;
