@@ -14,85 +14,115 @@
  * @module
  */
 
-export { BpfMap } from "./ffi/map.ts";
-export type { BatchView, MapSpec, OpenOptions, WalkStats } from "./ffi/map.ts";
+export {
+  type BatchView,
+  BpfMap,
+  BpfObject,
+  builtObjectPath,
+  type Churner,
+  type ChurnOptions,
+  type ChurnResult,
+  type Codec,
+  fillMap,
+  type FillOptions,
+  type FillResult,
+  IterLink,
+  type MapSpec,
+  type OpenOptions,
+  SEED_VALUE,
+  startKernelChurn,
+  startUserChurn,
+  TypedMap,
+  u32,
+  u64,
+  type WalkStats,
+} from "./ffi/map/mod.ts";
 export {
   type BatchOptions,
+  checkRanges,
+  choosePlan,
+  cursorSpace,
   DEFAULT_CHUNK,
   DEFAULT_MAX_RESTARTS,
-  type EntryWalkOptions,
-} from "./ffi/walk.ts";
-export { type Codec, TypedMap, u32, u64 } from "./ffi/typed.ts";
-export { BpfArgumentError, BpfError, errnoName } from "./ffi/errors.ts";
-export {
-  BpfCommand,
-  isPerCpu,
-  MapFlag,
-  MapType,
-  type MapTypeName,
-  mapTypeName,
-  parseMapType,
-  UpdateFlag,
-} from "./ffi/constants.ts";
-export { type BackendName, BACKENDS } from "./ffi/backend.ts";
-export { parseBackendName } from "./ffi/backends.ts";
-export type { MapInfo } from "./ffi/layout.ts";
-export { BPFFS_ROOT, ensureBpffs, fdMemlock, peakRss, possibleCpus } from "./ffi/system.ts";
-export {
   DUMP_METHODS,
   dumpMap,
   type DumpMethod,
   type DumpMethodChoice,
   type DumpOptions,
   type DumpResult,
-  methodBackend,
-  verdict,
-} from "./ffi/dump.ts";
-export {
-  checkRanges,
-  cursorSpace,
+  type EntryWalkOptions,
+  forEachBatchHybrid,
   forEachBatchParallel,
+  forEachBatchSnapshot,
+  type HybridOptions,
+  hybridSplit,
+  type KernelCount,
+  KernelCounter,
+  kernelEntryCount,
+  KeySet,
+  MapIterator,
+  MapSnapshot,
+  methodBackend,
   type ParallelOptions,
   ParallelPool,
+  type Plan,
+  readKernelCount,
+  type SnapshotDumpOptions,
+  type SnapshotDumpStats,
+  type SnapshotOptions,
+  type SnapshotStats,
+  type SnapshotWalkOptions,
+  verdict,
   walkRange,
   walkRanges,
-} from "./ffi/parallel.ts";
-export { MapIterator } from "./ffi/iter.ts";
+} from "./ffi/dump/mod.ts";
+export {
+  type BackendName,
+  BACKENDS,
+  BpfArgumentError,
+  BpfCommand,
+  BpfError,
+  BPFFS_ROOT,
+  ensureBpffs,
+  errnoName,
+  fdMemlock,
+  isPerCpu,
+  MapFlag,
+  type MapInfo,
+  MapType,
+  type MapTypeName,
+  mapTypeName,
+  parseBackendName,
+  parseMapType,
+  peakRss,
+  possibleCpus,
+  UpdateFlag,
+} from "./ffi/sys/mod.ts";
 export {
   BPFTOOL_MAP_TYPE_NAMES,
+  BpftoolDump,
+  type BpftoolDumpOptions,
+  type BpftoolFormat,
+  type ByteSink,
+  ByteWriter,
+  type DumpShape,
   formatMapPlain,
+  JsonlDump,
+  type JsonlShape,
+  jsonMapHeader,
+  jsonMapStart,
+  JsonWriter,
   type MapDevice,
   MapInfoScratch,
   type MapShowRecord,
   mapShowRecord,
   pinnedMapPaths,
+  PLAIN_MAP_SEPARATOR,
+  plainFoundLine,
+  plainMapHeader,
+  plainUsesBtfWriter,
   writeMapJson,
-} from "./ffi/map_show.ts";
-export { BpfObject, builtObjectPath, IterLink } from "./ffi/object.ts";
-export { type KernelCount, KernelCounter, kernelEntryCount, readKernelCount } from "./ffi/count.ts";
-export { fillMap, type FillOptions, type FillResult, SEED_VALUE } from "./ffi/fill.ts";
-export { KeySet } from "./ffi/verify.ts";
-export {
-  type Churner,
-  type ChurnOptions,
-  type ChurnResult,
-  startKernelChurn,
-  startUserChurn,
-} from "./ffi/churn.ts";
-export {
-  MapSnapshot,
-  type SnapshotOptions,
-  type SnapshotStats,
-  type SnapshotWalkOptions,
-} from "./ffi/snapshot.ts";
-export {
-  forEachBatchHybrid,
-  forEachBatchSnapshot,
-  type HybridOptions,
-  type SnapshotDumpOptions,
-  type SnapshotDumpStats,
-} from "./ffi/snapshot_dump.ts";
-export { choosePlan, hybridSplit, type Plan } from "./ffi/plan.ts";
+} from "./ffi/format/mod.ts";
 export {
   type ArrayType,
   type Btf,
@@ -146,10 +176,3 @@ export {
   type Void,
   type Volatile,
 } from "./ffi/btf/mod.ts";
-export {
-  BpftoolDump,
-  type BpftoolDumpOptions,
-  type BpftoolFormat,
-  type DumpShape,
-} from "./ffi/format/bpftool_dump.ts";
-export { type ByteSink, ByteWriter } from "./ffi/format/byte_writer.ts";

@@ -11,9 +11,9 @@
  */
 
 import { BpfMap, dumpMap, MapIterator, ParallelPool } from "../mod.ts";
-import { BATCH_ATTR, encodeBatch, encodeElem, layoutSize } from "../ffi/layout.ts";
-import { BatchWalker } from "../ffi/walk.ts";
-import { backend as backendOf } from "../ffi/backends.ts";
+import { BATCH_ATTR, encodeBatch, encodeElem, layoutSize } from "../ffi/sys/layout.ts";
+import { BatchWalker } from "../ffi/dump/walk.ts";
+import { backend as backendOf } from "../ffi/sys/backends.ts";
 import { createFilledMap, VARIANTS } from "../scripts/_measure.ts";
 
 const ENTRIES = 100_000;

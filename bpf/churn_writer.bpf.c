@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //
 // The kernel churn writer: a BPF_PROG_TYPE_SYSCALL program, run by BPF_PROG_TEST_RUN from
-// ffi/churn.ts, that writes one map the way datapath programs write conntrack maps. Each run
+// ffi/map/churn.ts, that writes one map the way datapath programs write conntrack maps. Each run
 // does `ops` operations (struct churn_args, the run's context), each on a random key:
 //
 //   r & 3 == 0   insert a transient key        bpf_map_update_elem(BPF_ANY)
@@ -16,7 +16,7 @@
 // the operation's serial number in its first 4 bytes, the rest zero (per-CPU maps: the
 // running CPU's slot).
 //
-// Bound before load (ffi/churn.ts):
+// Bound before load (ffi/map/churn.ts):
 //   target      bpf_map__reuse_fd(): the map to write (hash, lru_hash, percpu_hash,
 //               lru_percpu_hash; its type and sizes replace the placeholder below)
 //   key_buf     value_size = the target's key_size (>= 4): the key passed to the helpers
@@ -131,7 +131,7 @@ int churn(struct churn_args *args)
 	args->done = 0;
 	args->failed = 0;
 	if (cfg.count == 0 && cfg.aim_count == 0)
-		return 2; /* no transient keys: refused by ffi/churn.ts before load */
+		return 2; /* no transient keys: refused by ffi/map/churn.ts before load */
 	if (ops > MAX_OPS_PER_RUN)
 		ops = MAX_OPS_PER_RUN;
 	failed = 0;

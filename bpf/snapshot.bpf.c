@@ -5,7 +5,7 @@
 // BPF_F_MMAPABLE arrays that user space has mmap'ed. One system call per walk, and no
 // copy_to_user: user space reads the pages in place.
 //
-// Bound before load (ffi/snapshot.ts):
+// Bound before load (ffi/dump/snapshot.ts):
 //   target      bpf_map__reuse_fd(): the map to walk (its type and sizes replace the
 //               placeholder below; the map is a verifier constant, so one load per map)
 //   keys_out    ARRAY | MMAPABLE, value_size = key_group * key_size

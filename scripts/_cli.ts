@@ -8,7 +8,7 @@
  */
 
 import { parseArgs, styleText } from "node:util";
-import { readEnv } from "../ffi/env.ts";
+import { readEnv } from "../ffi/sys/env.ts";
 import { type BackendName, BpfArgumentError, BpfError, BpfMap, parseBackendName } from "../mod.ts";
 
 /** The pin `load.ts` makes and the other scripts open by default. */

@@ -14,9 +14,9 @@ import {
   type DumpResult,
   methodBackend,
   verdict,
-} from "../ffi/dump.ts";
-import { MapSnapshot } from "../ffi/snapshot.ts";
-import { KernelCounter } from "../ffi/count.ts";
+} from "../ffi/dump/dump.ts";
+import { MapSnapshot } from "../ffi/dump/snapshot.ts";
+import { KernelCounter } from "../ffi/dump/count.ts";
 import {
   backendFlag,
   expectSizes,

@@ -21,7 +21,7 @@ import {
   peakRss,
   readKernelCount,
 } from "../mod.ts";
-import { resetPeakRss } from "../ffi/system.ts";
+import { resetPeakRss } from "../ffi/sys/system.ts";
 import { summary } from "./_cli.ts";
 
 /** One way to dump: a method, and the backend its map is opened with. */

@@ -17,10 +17,15 @@ import {
   type MapTypeName,
   ParallelPool,
 } from "../mod.ts";
-import { DUMP_METHODS, promisesStableKeysOnce } from "../ffi/dump.ts";
-import { type Churner, type ChurnResult, startKernelChurn, startUserChurn } from "../ffi/churn.ts";
-import { fillMap } from "../ffi/fill.ts";
-import { MapIterator } from "../ffi/iter.ts";
+import { DUMP_METHODS, promisesStableKeysOnce } from "../ffi/dump/dump.ts";
+import {
+  type Churner,
+  type ChurnResult,
+  startKernelChurn,
+  startUserChurn,
+} from "../ffi/map/churn.ts";
+import { fillMap } from "../ffi/map/fill.ts";
+import { MapIterator } from "../ffi/dump/iter.ts";
 import { intFlag, paint, parseFlags, runMain, RuntimeError, summary, UsageError } from "./_cli.ts";
 import { printTable } from "./_report.ts";
 import { renderChart } from "./_charts.ts";

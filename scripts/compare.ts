@@ -14,8 +14,8 @@ import {
   peakRss,
   readKernelCount,
 } from "../mod.ts";
-import { ensureBpffs, pathExists } from "../ffi/system.ts";
-import { unlinkPath } from "../ffi/libc.ts";
+import { ensureBpffs, pathExists } from "../ffi/sys/system.ts";
+import { unlinkPath } from "../ffi/sys/libc.ts";
 import { intFlag, openMap, paint, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 import { bytes, printTable } from "./_report.ts";
 import {

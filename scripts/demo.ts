@@ -5,13 +5,13 @@
  * @module
  */
 
-import { dumpMap, type DumpMethodChoice, type DumpResult } from "../ffi/dump.ts";
-import { MapSnapshot } from "../ffi/snapshot.ts";
-import { fillMap } from "../ffi/fill.ts";
-import { readKernelCount } from "../ffi/count.ts";
+import { dumpMap, type DumpMethodChoice, type DumpResult } from "../ffi/dump/dump.ts";
+import { MapSnapshot } from "../ffi/dump/snapshot.ts";
+import { fillMap } from "../ffi/map/fill.ts";
+import { readKernelCount } from "../ffi/dump/count.ts";
 import { verifiedCell } from "./_dump.ts";
-import { BpfObject, builtObjectPath } from "../ffi/object.ts";
-import { fdMemlock } from "../ffi/system.ts";
+import { BpfObject, builtObjectPath } from "../ffi/map/object.ts";
+import { fdMemlock } from "../ffi/sys/system.ts";
 import { backendFlag, intFlag, paint, parseFlags, runMain, RuntimeError } from "./_cli.ts";
 import { bytes, printTable, progressBar } from "./_report.ts";
 

@@ -6,7 +6,7 @@
  */
 
 import { BpfMap, dumpMap, type DumpMethodChoice, loadMapBtf } from "../mod.ts";
-import { isPerCpu, MapType } from "../ffi/constants.ts";
+import { isPerCpu, MapType } from "../ffi/sys/constants.ts";
 import { BpftoolDump, type BpftoolFormat } from "../ffi/format/bpftool_dump.ts";
 import { ByteWriter } from "../ffi/format/byte_writer.ts";
 import { JsonlDump } from "../ffi/format/jsonl.ts";
@@ -15,9 +15,9 @@ import {
   PLAIN_MAP_SEPARATOR,
   plainUsesBtfWriter,
 } from "../ffi/format/bpftool_header.ts";
-import { JsonWriter } from "../ffi/json_writer.ts";
-import type { MapInfo } from "../ffi/layout.ts";
-import { MapInfoScratch, mapShowRecord, plainMapHeader } from "../ffi/map_show.ts";
+import { JsonWriter } from "../ffi/format/json_writer.ts";
+import type { MapInfo } from "../ffi/sys/layout.ts";
+import { MapInfoScratch, mapShowRecord, plainMapHeader } from "../ffi/format/map_show.ts";
 import { backendFlag, intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 
 const USAGE =

@@ -6,11 +6,11 @@
  */
 
 import { BpfMap, fdMemlock, type MapSpec, MapType, parseMapType } from "../mod.ts";
-import { fillMap } from "../ffi/fill.ts";
-import { BpfObject, builtObjectPath } from "../ffi/object.ts";
-import { unlinkPath } from "../ffi/libc.ts";
-import { ensureBpffs, pathExists } from "../ffi/system.ts";
-import { check } from "../ffi/errors.ts";
+import { fillMap } from "../ffi/map/fill.ts";
+import { BpfObject, builtObjectPath } from "../ffi/map/object.ts";
+import { unlinkPath } from "../ffi/sys/libc.ts";
+import { ensureBpffs, pathExists } from "../ffi/sys/system.ts";
+import { check } from "../ffi/sys/errors.ts";
 import {
   backendFlag,
   DEFAULT_PIN,

@@ -6,10 +6,10 @@
  */
 
 import { BpfError, BpfMap } from "../mod.ts";
-import { Errno } from "../ffi/errors.ts";
-import { backend as pickBackend } from "../ffi/backends.ts";
-import { BpfCommand } from "../ffi/constants.ts";
-import { JsonWriter } from "../ffi/json_writer.ts";
+import { Errno } from "../ffi/sys/errors.ts";
+import { backend as pickBackend } from "../ffi/sys/backends.ts";
+import { BpfCommand } from "../ffi/sys/constants.ts";
+import { JsonWriter } from "../ffi/format/json_writer.ts";
 import {
   fdObjectKind,
   formatMapPlain,
@@ -18,8 +18,8 @@ import {
   mapShowRecord,
   pinnedMapPaths,
   writeMapJson,
-} from "../ffi/map_show.ts";
-import { closeFd } from "../ffi/libc.ts";
+} from "../ffi/format/map_show.ts";
+import { closeFd } from "../ffi/sys/libc.ts";
 import { backendFlag, intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 
 const USAGE =

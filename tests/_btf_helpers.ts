@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import { type BtfBuilder, BtfError, type TypeSpec } from "../ffi/btf/mod.ts";
-import type { BpfMap } from "../ffi/map.ts";
-import { BpfObject, builtObjectPath } from "../ffi/object.ts";
+import type { BpfMap } from "../ffi/map/map.ts";
+import { BpfObject, builtObjectPath } from "../ffi/map/object.ts";
 import { BPF_UNAVAILABLE } from "./_helpers.ts";
 import { requiredTest } from "./_probe.ts";
 

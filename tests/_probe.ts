@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type Layout, layoutSize } from "../ffi/layout.ts";
+import { type Layout, layoutSize } from "../ffi/sys/layout.ts";
 
 /** Whether CI requires every test to run (`REQUIRE_BPF=1`): one that cannot run fails instead of being ignored. */
 const REQUIRED = Deno.env.get("REQUIRE_BPF") === "1";

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BpfArgumentError } from "../ffi/errors.ts";
+import { BpfArgumentError } from "../ffi/sys/errors.ts";
 import {
   BtfBuilder,
   btfCodec,

@@ -501,7 +501,7 @@ function splitOn(base: Btf): Uint8Array {
 /** The kernel's copy of btf_types.bpf.o's BTF, or why it cannot be had. */
 async function objectBtf(): Promise<Uint8Array | string> {
   try {
-    const { BpfObject, builtObjectPath } = await import("../ffi/object.ts");
+    const { BpfObject, builtObjectPath } = await import("../ffi/map/object.ts");
     using object = BpfObject.open(builtObjectPath("btf_types.bpf.o"));
     object.load();
     using map = object.map("bt_hash");

@@ -25,7 +25,7 @@
 
 import assert from "node:assert/strict";
 import { BpfMap } from "../mod.ts";
-import { BpfError } from "../ffi/errors.ts";
+import { BpfError } from "../ffi/sys/errors.ts";
 import {
   BtfBuilder,
   btfCodec,

@@ -1,6 +1,6 @@
 /**
  * The BTF layout tables and constants of `ffi/btf/layout.ts` against the system headers
- * (`linux/btf.h`, `linux/bpf.h`), as `layout_test.ts` checks `ffi/layout.ts`: a C probe
+ * (`linux/btf.h`, `linux/bpf.h`), as `layout_test.ts` checks `ffi/sys/layout.ts`: a C probe
  * generated from the tables prints `offsetof()`/`sizeof()` of every field, `sizeof()` of
  * every record, and the value of every constant.
  *
@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { BpfCommand } from "../ffi/constants.ts";
-import type { Layout } from "../ffi/layout.ts";
+import { BpfCommand } from "../ffi/sys/constants.ts";
+import type { Layout } from "../ffi/sys/layout.ts";
 import {
   BTF_INFO_MASK,
   BTF_INT_MASK,

@@ -16,7 +16,7 @@ import {
   type ChurnResult,
   startKernelChurn,
   startUserChurn,
-} from "../ffi/churn.ts";
+} from "../ffi/map/churn.ts";
 import { bpfTest, u32At } from "./_helpers.ts";
 
 /** Stable keys are numbers `0 .. STABLE - 1`; transient keys `FIRST .. FIRST + TRANSIENT - 1`. */

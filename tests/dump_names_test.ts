@@ -15,7 +15,7 @@
  */
 
 import assert from "node:assert/strict";
-import { BpfMap } from "../ffi/map.ts";
+import { BpfMap } from "../ffi/map/map.ts";
 import { BtfBuilder } from "../ffi/btf/builder.ts";
 import { createMapWithBtf, loadBtf, type LoadedBtf } from "../ffi/btf/kernel.ts";
 import { bpfTest, runScript } from "./_helpers.ts";

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { BpfError, errnoName } from "../mod.ts";
-import { ERRNO_NAMES } from "../ffi/errors.ts";
+import { ERRNO_NAMES } from "../ffi/sys/errors.ts";
 
 /** `ENOTSUPP` (524) is kernel-internal (`include/linux/errno.h`): no uapi header names it. */
 const KERNEL_INTERNAL = new Set([524]);

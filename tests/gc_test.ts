@@ -18,8 +18,8 @@
 
 import assert from "node:assert/strict";
 import { type BackendName, BpfMap, type MapTypeName, u32 } from "../mod.ts";
-import { backend as backendNamed } from "../ffi/backends.ts";
-import { ownedBytes } from "../ffi/buffers.ts";
+import { backend as backendNamed } from "../ffi/sys/backends.ts";
+import { ownedBytes } from "../ffi/sys/buffers.ts";
 import { ALL_BACKENDS, gcTest as gcTestIn, u32At, u32Bytes } from "./_helpers.ts";
 
 type Collect = (options?: { type: "major" | "minor" }) => void;

@@ -1,5 +1,5 @@
 /**
- * The layout tables of `ffi/layout.ts` against the system headers, and the pure encoders
+ * The layout tables of `ffi/sys/layout.ts` against the system headers, and the pure encoders
  * and decoders built on them (no kernel, no root).
  *
  * The probe is a C program generated from the tables: for every field it prints
@@ -38,8 +38,8 @@ import {
   readU64,
   writeField,
   writeName,
-} from "../ffi/layout.ts";
-import { countCpuList } from "../ffi/system.ts";
+} from "../ffi/sys/layout.ts";
+import { countCpuList } from "../ffi/sys/system.ts";
 import { layoutMismatches, layoutProbe } from "./_probe.ts";
 
 /** The headers the probe includes, in this order. */
@@ -66,7 +66,7 @@ const ALL_LAYOUTS: Readonly<Record<string, Layout>> = {
 const PROBE = await layoutProbe({
   headers: HEADERS,
   packages: "linux-libc-dev and libbpf-dev",
-  tables: "ffi/layout.ts",
+  tables: "ffi/sys/layout.ts",
 });
 
 PROBE.test("layout: every field matches offsetof/sizeof from the system headers", async () => {

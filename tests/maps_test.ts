@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { BpfMap, BtfBuilder, createMapWithBtf, loadBtf, MapFlag } from "../mod.ts";
-import { JsonWriter } from "../ffi/json_writer.ts";
+import { JsonWriter } from "../ffi/format/json_writer.ts";
 import {
   bpfMounts,
   fdinfoValue,
@@ -16,8 +16,8 @@ import {
   hashmapPinOrder,
   type MapShowRecord,
   writeMapJson,
-} from "../ffi/map_show.ts";
-import type { MapInfo } from "../ffi/layout.ts";
+} from "../ffi/format/map_show.ts";
+import type { MapInfo } from "../ffi/sys/layout.ts";
 import { BPF_UNAVAILABLE, runScript } from "./_helpers.ts";
 
 const BPFTOOL = "/usr/sbin/bpftool";

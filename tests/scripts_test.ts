@@ -412,7 +412,7 @@ bpfTest("DEBUG, BPF_BACKEND and LIBBPF_PATH work through the deno tasks", async 
   assert.match(debug.stderr, /^error: BPF_OBJ_GET on /);
   assert.match(
     debug.stderr,
-    /^ {4}at .*ffi\/map\.ts/m,
+    /^ {4}at .*ffi\/map\/map\.ts/m,
     `DEBUG=1 printed no stack:\n${debug.stderr}`,
   );
 });

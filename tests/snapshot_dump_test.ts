@@ -45,8 +45,8 @@ import {
   startUserChurn,
   verdict,
 } from "../mod.ts";
-import { hybridSides, type MapShape, RCU_WALK_MARGIN } from "../ffi/plan.ts";
-import { snapshotElementBound } from "../ffi/snapshot.ts";
+import { hybridSides, type MapShape, RCU_WALK_MARGIN } from "../ffi/dump/plan.ts";
+import { snapshotElementBound } from "../ffi/dump/snapshot.ts";
 import { ALL_BACKENDS, bpfTest, gcTest, u32At, u32Bytes } from "./_helpers.ts";
 
 /** Entries per map. */

@@ -21,8 +21,8 @@ import {
   BpfMap,
   type MapTypeName,
 } from "../mod.ts";
-import { cursorSpace } from "../ffi/parallel.ts";
-import { libbpfSymbols } from "../ffi/libbpf.ts";
+import { cursorSpace } from "../ffi/dump/parallel.ts";
+import { libbpfSymbols } from "../ffi/sys/libbpf.ts";
 import {
   bucketCount,
   kernelRunsSyscallPrograms,
@@ -32,7 +32,7 @@ import {
   snapshotLayout,
   snapshotNsPerElement,
   type SnapshotStats,
-} from "../ffi/snapshot.ts";
+} from "../ffi/dump/snapshot.ts";
 import { ALL_BACKENDS, bpfTest, gcTest, ROOT } from "./_helpers.ts";
 
 /** Key and value sizes: the study's u32 pair, wide records, a long value, odd sizes. */
@@ -515,7 +515,7 @@ Deno.test("snapshot: output layout packs keys and values in groups of 8-byte mul
 bpfTest("snapshot refuses a thread without CAP_BPF in one line", async () => {
   const code = `
     import { BpfMap } from "${ROOT}mod.ts";
-    import { MapSnapshot } from "${ROOT}ffi/snapshot.ts";
+    import { MapSnapshot } from "${ROOT}ffi/dump/snapshot.ts";
     const map = BpfMap.create({ type: "hash", keySize: 4, valueSize: 4, maxEntries: 8 });
     const libc = Deno.dlopen("libc.so.6", {
       syscall: { parameters: ["i64", "buffer", "buffer"], result: "i64" },

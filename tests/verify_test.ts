@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { KeySet } from "../mod.ts";
-import { KeySetInBackground } from "../ffi/verify.ts";
+import { KeySetInBackground } from "../ffi/dump/verify.ts";
 
 const KEY_SIZES = [1, 2, 4, 8, 12, 16, 40, 64];
 

@@ -7,16 +7,16 @@
  * @module
  */
 
-import { addressOf, keepAlive, ownedBytes } from "../buffers.ts";
-import { BpfCommand } from "../constants.ts";
+import { addressOf, keepAlive, ownedBytes } from "../sys/buffers.ts";
+import { BpfCommand } from "../sys/constants.ts";
 import {
   encodeMapCreate,
   layoutSize,
   MAP_CREATE_ATTR,
   type MapCreateAttr,
   writeField,
-} from "../layout.ts";
-import { bpfCommand } from "../syscall_backend.ts";
+} from "../sys/layout.ts";
+import { bpfCommand } from "../sys/syscall_backend.ts";
 import { BTF_GET_FD_BY_ID_ATTR, BTF_LOAD_ATTR } from "./layout.ts";
 
 /** `BPF_BTF_GET_FD_BY_ID`: an fd of the BTF object `id`, or `-errno`. */

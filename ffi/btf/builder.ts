@@ -6,7 +6,7 @@
  * @module
  */
 
-import { BpfArgumentError } from "../errors.ts";
+import { BpfArgumentError } from "../sys/errors.ts";
 import {
   BTF_HEADER,
   BTF_MAGIC,

@@ -1,13 +1,13 @@
 /**
- * `btfCodec`: a type's compiled decoder and encoder as a `Codec` (`../typed.ts`), so that
+ * `btfCodec`: a type's compiled decoder and encoder as a `Codec` (`../map/typed.ts`), so that
  * `map.typed(btfCodec(keyType), btfCodec(valueType))` reads and writes a map with BTF by
  * value; and the helpers between `char` arrays (decoded as numbers) and strings.
  *
  * @module
  */
 
-import { BpfArgumentError } from "../errors.ts";
-import type { Codec } from "../typed.ts";
+import { BpfArgumentError } from "../sys/errors.ts";
+import type { Codec } from "../map/typed.ts";
 import { type BtfValue, type CodecOptions, compileDecoder } from "./decode.ts";
 import { compileEncoder } from "./encode.ts";
 import { BtfError } from "./errors.ts";

@@ -24,7 +24,7 @@ import {
   slotsOf,
 } from "./_plan.ts";
 import { bitSpan, readBigWord, readWord, writeBigWord, writeWord } from "./_bits.ts";
-import { BpfArgumentError } from "../errors.ts";
+import { BpfArgumentError } from "../sys/errors.ts";
 import type { BtfValue } from "./decode.ts";
 import { BtfError } from "./errors.ts";
 import { typeName } from "./name.ts";

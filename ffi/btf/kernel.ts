@@ -8,13 +8,13 @@
  * @module
  */
 
-import { addressOf, keepAlive, ownedBytes } from "../buffers.ts";
-import { BpfCommand, type MapType, mapTypeName, parseMapType } from "../constants.ts";
-import { BpfArgumentError, BpfError, check, Errno } from "../errors.ts";
-import { layoutSize, type MapInfo, readU32, writeField } from "../layout.ts";
-import { closeFd, readWholeFile } from "../libc.ts";
-import { BpfMap, type MapSpec, type OpenOptions } from "../map.ts";
-import { objInfo } from "../syscall_backend.ts";
+import { addressOf, keepAlive, ownedBytes } from "../sys/buffers.ts";
+import { BpfCommand, type MapType, mapTypeName, parseMapType } from "../sys/constants.ts";
+import { BpfArgumentError, BpfError, check, Errno } from "../sys/errors.ts";
+import { layoutSize, type MapInfo, readU32, writeField } from "../sys/layout.ts";
+import { closeFd, readWholeFile } from "../sys/libc.ts";
+import { BpfMap, type MapSpec, type OpenOptions } from "../map/map.ts";
+import { objInfo } from "../sys/syscall_backend.ts";
 import { btfFdById, btfLoad, mapCreateWithBtf } from "./_syscall.ts";
 import { BtfError } from "./errors.ts";
 import { BPF_BTF_INFO } from "./layout.ts";
@@ -41,7 +41,7 @@ let vmlinux: Btf | undefined;
  */
 export function kernelBtf(): Btf {
   if (vmlinux) return vmlinux;
-  // Read through libc, as `../system.ts` reads /sys: no `--allow-read` needed.
+  // Read through libc, as `../sys/system.ts` reads /sys: no `--allow-read` needed.
   const bytes = readWholeFile(VMLINUX_BTF_PATH);
   if (typeof bytes === "number") {
     throw new BpfError({

@@ -1,6 +1,6 @@
 /**
  * The binary layouts of BTF (`linux/btf.h`) and of `struct bpf_btf_info` (`linux/bpf.h`), as
- * field tables of the same shape as `../layout.ts`, and the numbers BTF records carry (kinds,
+ * field tables of the same shape as `../sys/layout.ts`, and the numbers BTF records carry (kinds,
  * integer encodings, linkages, limits).
  *
  * `tests/btf_layout_test.ts` compiles a probe against the system headers and compares every
@@ -9,7 +9,7 @@
  * @module
  */
 
-import { field, type Layout } from "../layout.ts";
+import { field, type Layout } from "../sys/layout.ts";
 
 /** `BTF_MAGIC`: the first two bytes of BTF, in the byte order of the data. */
 export const BTF_MAGIC = 0xeb9f;

@@ -9,7 +9,7 @@
  */
 
 import type { ByteWriter } from "./byte_writer.ts";
-import type { JsonWriter } from "../json_writer.ts";
+import type { JsonWriter } from "./json_writer.ts";
 
 /** Writes one value read from `bytes` at `offset`. */
 export type HoleFn = (w: ByteWriter, bytes: Uint8Array, offset: number) => void;

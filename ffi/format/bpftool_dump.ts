@@ -1,7 +1,7 @@
 /**
  * `bpftool map dump` output, byte for byte (bpftool 7.1): its BTF dumper (`btf_dumper.c`)
  * with its quirks and its plain text (`print_entry_plain`), over the port of its JSON writer
- * (`../json_writer.ts`).
+ * (`./json_writer.ts`).
  *
  * Fast because the JSON writer runs once per map, not per entry: one entry's output is
  * compiled into a template (`_template.ts`) whose holes write values as bytes
@@ -26,7 +26,7 @@
 import type { BtfType, Enum, Enum64, Int } from "../btf/types.ts";
 import { sizeof } from "../btf/size.ts";
 import { isCharArray } from "../btf/codec.ts";
-import { BPFTOOL_ESCAPES, JsonWriter } from "../json_writer.ts";
+import { BPFTOOL_ESCAPES, JsonWriter } from "./json_writer.ts";
 import { type ByteWriter, MAX_NUMBER_BYTES } from "./byte_writer.ts";
 import {
   dropLeading,

@@ -9,7 +9,7 @@
  *   header, `jsonMapHeader`) then `"elements": [...]` holding the entries a single-map dump
  *   prints; an empty map gives `"elements": []`. In `-p` every entry sits two levels (8
  *   spaces) deeper than in a single-map dump, as the one writer nests it.
- * - plain text, when `plainUsesBtfWriter()` says no: per map the `plainMapHeader()` line (`../map_show.ts`), its
+ * - plain text, when `plainUsesBtfWriter()` says no: per map the `plainMapHeader()` line (`./map_show.ts`), its
  *   entries, `Found N element(s)`, and a blank line between maps (none after the last).
  * - plain text when it says yes: the `-p` layout above (root array, headers, `"elements"`),
  *   with the entries of the plain BTF dump (`"key"`, `"value"` / `"values"` decoded, no hex,
@@ -24,16 +24,16 @@
  * follows one with BTF is dumped through the *other* map's types (with `"formatted"` in JSON,
  * decoded in plain text), and plain text turns to the BTF writer as soon as the first map has
  * BTF. Read the infos as bpftool does, one `MapInfoScratch` for all maps in id order
- * (`mapShowRecord(map, { scratch }).info` in `../map_show.ts`), and pass those infos here and
+ * (`mapShowRecord(map, { scratch }).info` in `./map_show.ts`), and pass those infos here and
  * to the entry formatting. The header fields themselves (`id`, `type`, `name`, `map_flags`)
  * are always set by the kernel.
  *
  * @module
  */
 
-import type { JsonWriter } from "../json_writer.ts";
-import type { MapInfo } from "../layout.ts";
-import { jsonMapHeader } from "../map_show.ts";
+import type { JsonWriter } from "./json_writer.ts";
+import type { MapInfo } from "../sys/layout.ts";
+import { jsonMapHeader } from "./map_show.ts";
 
 /**
  * What `map_dump` writes before a map's elements when several maps are dumped: the map's
@@ -43,7 +43,7 @@ import { jsonMapHeader } from "../map_show.ts";
  *
  * @example
  * ```ts
- * import { JsonWriter } from "../json_writer.ts";
+ * import { JsonWriter } from "./json_writer.ts";
  * import { jsonMapStart } from "./bpftool_header.ts";
  * const info = { id: 7, type: 1, keySize: 4, valueSize: 4, maxEntries: 16, flags: 0, name: "foo",
  *   btfId: 0, btfKeyTypeId: 0, btfValueTypeId: 0, btfVmlinuxValueTypeId: 0 };

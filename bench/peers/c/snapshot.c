@@ -1,6 +1,6 @@
 /* snapshot.c: the in-kernel snapshot walks (snapshot, hybrid), with the project's own object
- * bpf/snapshot.bpf.c, built as build/snapshot.bpf.o. The C mirror of ffi/snapshot.ts
- * (MapSnapshot) and ffi/snapshot_dump.ts (forEachBatchSnapshot, forEachBatchHybrid).
+ * bpf/snapshot.bpf.c, built as build/snapshot.bpf.o. The C mirror of ffi/dump/snapshot.ts
+ * (MapSnapshot) and ffi/dump/snapshot_dump.ts (forEachBatchSnapshot, forEachBatchHybrid).
  *
  * Setup (not in seconds, printed as "setup"): open the object, bind its `target` to the map
  * (bpf_map__reuse_fd), size keys_out / values_out / stop_key for `capacity` entries
@@ -37,7 +37,7 @@
 
 #include "peer.h"
 
-#define NS_PER_ELEMENT	300	/* SNAPSHOT_NS_PER_ELEMENT of ffi/snapshot.ts */
+#define NS_PER_ELEMENT	300	/* SNAPSHOT_NS_PER_ELEMENT of ffi/dump/snapshot.ts */
 #define MAX_KEY_SIZE	512	/* MAX_SNAPSHOT_KEY_SIZE */
 #define MAX_ARRAY_VALUE	(4u * 1024 * 1024)
 #define CHUNK		4096	/* LOOKUP_BATCH entries a call for the rest, the gap, the batch side */

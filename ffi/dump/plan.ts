@@ -8,7 +8,7 @@
  * @module
  */
 
-import { isPerCpu, MapType } from "./constants.ts";
+import { isPerCpu, MapType } from "../sys/constants.ts";
 
 /** What a method costs: per element, per bucket (hash maps) and once per dump, in nanoseconds. */
 export interface MethodRate {

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { backend } from "./backends.ts";
-import type { BackendName } from "./backend.ts";
-import { BpfError } from "./errors.ts";
+import { backend } from "../sys/backends.ts";
+import type { BackendName } from "../sys/backend.ts";
+import { BpfError } from "../sys/errors.ts";
 import { type BatchRange, BatchWalker } from "./walk.ts";
 
 /** A range walk the main thread asks for. */

@@ -100,7 +100,7 @@ export interface BpfErrorOptions {
  *
  * @example
  * ```ts
- * import { BpfError, BpfMap } from "../mod.ts";
+ * import { BpfError, BpfMap } from "../../mod.ts";
  * try {
  *   BpfMap.fromId(999_999);
  * } catch (e) {

@@ -14,9 +14,9 @@
  * @module
  */
 
-import { keepAlive, ownedBytes } from "./buffers.ts";
-import { MapType, mapTypeName } from "./constants.ts";
-import { BpfArgumentError, BpfError, check, Errno } from "./errors.ts";
+import { keepAlive, ownedBytes } from "../sys/buffers.ts";
+import { MapType, mapTypeName } from "../sys/constants.ts";
+import { BpfArgumentError, BpfError, check, Errno } from "../sys/errors.ts";
 import {
   type Layout,
   layoutSize,
@@ -24,12 +24,12 @@ import {
   readU32,
   readU64,
   writeField,
-} from "./layout.ts";
-import { dupFd, mapShared, Prot, readSmallFile, unmapRegion } from "./libc.ts";
-import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
-import { type BatchView, BpfMap, type WalkStats } from "./map.ts";
-import { builtObjectPath, findInObject, openObjectFile } from "./object.ts";
-import { pathExists } from "./system.ts";
+} from "../sys/layout.ts";
+import { dupFd, mapShared, Prot, readSmallFile, unmapRegion } from "../sys/libc.ts";
+import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "../sys/libbpf.ts";
+import { type BatchView, BpfMap, type WalkStats } from "../map/map.ts";
+import { builtObjectPath, findInObject, openObjectFile } from "../map/object.ts";
+import { pathExists } from "../sys/system.ts";
 
 /** The kernel time one run may take by default, in milliseconds. */
 export const DEFAULT_KERNEL_BUDGET_MS = 1000;
@@ -414,7 +414,7 @@ const LIBBPF_ERRNO_BASE = 4000;
  *
  * @example
  * ```ts
- * import { BpfMap } from "../mod.ts";
+ * import { BpfMap } from "../../mod.ts";
  * import { MapSnapshot } from "./snapshot.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * using snapshot = MapSnapshot.open(map);

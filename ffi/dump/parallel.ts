@@ -19,9 +19,9 @@
  * @module
  */
 
-import { isArray } from "./constants.ts";
-import { BpfArgumentError, BpfError } from "./errors.ts";
-import type { BatchView, BpfMap, WalkStats } from "./map.ts";
+import { isArray } from "../sys/constants.ts";
+import { BpfArgumentError, BpfError } from "../sys/errors.ts";
+import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
 import type { RangeJob, RangeMessage } from "./_parallel_worker.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
 
@@ -93,7 +93,7 @@ function requireWorkerAccess(): void {
  *
  * @example
  * ```ts
- * import { BpfMap, forEachBatchParallel, ParallelPool } from "../mod.ts";
+ * import { BpfMap, forEachBatchParallel, ParallelPool } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * using pool = await ParallelPool.start(2);
  * await forEachBatchParallel(map, (batch) => console.log(batch.count), { pool });
@@ -519,7 +519,7 @@ export async function walkRange(
  *
  * @example
  * ```ts
- * import { BpfMap, forEachBatchParallel } from "../mod.ts";
+ * import { BpfMap, forEachBatchParallel } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * const stats = await forEachBatchParallel(map, (batch) => console.log(batch.count), { ranges: 2 });
  * ```

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { UpdateFlag } from "./constants.ts";
-import { BpfArgumentError } from "./errors.ts";
+import type { UpdateFlag } from "../sys/constants.ts";
+import { BpfArgumentError } from "../sys/errors.ts";
 import type { BatchView, BpfMap, WalkStats } from "./map.ts";
 
 /** Encodes values of `T` into `size` bytes and back (little-endian, as the kernel stores them on x86_64 and arm64). */
@@ -42,7 +42,7 @@ export const u64: Codec<bigint> = {
  *
  * @example
  * ```ts
- * import { BpfMap, u32, u64 } from "../mod.ts";
+ * import { BpfMap, u32, u64 } from "../../mod.ts";
  * using map = BpfMap.create({ type: "hash", keySize: 4, valueSize: 8, maxEntries: 8 });
  * const counters = map.typed(u32, u64);
  * counters.set(7, 1n);

@@ -123,7 +123,7 @@ export class KeySet {
    *
    * @example
    * ```ts
-   * import { KeySet } from "../mod.ts";
+   * import { KeySet } from "../../mod.ts";
    * const keys = new KeySet(16);
    * keys.addPacked(new Uint8Array(32), 2); // two equal 16-byte keys
    * console.log(keys.distinct, keys.duplicates); // 1 1

@@ -13,14 +13,21 @@
  * @module
  */
 
-import { backend as pickBackend } from "./backends.ts";
-import { ownedBytes } from "./buffers.ts";
-import { BpfCommand } from "./constants.ts";
-import { BpfError, check, Errno } from "./errors.ts";
+import { backend as pickBackend } from "../sys/backends.ts";
+import { ownedBytes } from "../sys/buffers.ts";
+import { BpfCommand } from "../sys/constants.ts";
+import { BpfError, check, Errno } from "../sys/errors.ts";
 import type { JsonWriter } from "./json_writer.ts";
-import { decodeMapInfo, layoutSize, MAP_INFO, type MapInfo, readU32, readU64 } from "./layout.ts";
-import { closeFd, DirentType, readFolder, readSmallFile } from "./libc.ts";
-import type { BpfMap } from "./map.ts";
+import {
+  decodeMapInfo,
+  layoutSize,
+  MAP_INFO,
+  type MapInfo,
+  readU32,
+  readU64,
+} from "../sys/layout.ts";
+import { closeFd, DirentType, readFolder, readSmallFile } from "../sys/libc.ts";
+import type { BpfMap } from "../map/map.ts";
 
 /** libbpf 1.1's `map_type_name[]`, indexed by `enum bpf_map_type`, as bpftool 7.1 prints them. */
 export const BPFTOOL_MAP_TYPE_NAMES: readonly string[] = [

@@ -7,10 +7,10 @@
  * @module
  */
 
-import type { Backend, BatchCall, BatchCommandName, ElemCall } from "./backend.ts";
-import { ownedBytes } from "./buffers.ts";
-import { BpfCommand } from "./constants.ts";
-import { check, Errno } from "./errors.ts";
+import type { Backend, BatchCall, BatchCommandName, ElemCall } from "../sys/backend.ts";
+import { ownedBytes } from "../sys/buffers.ts";
+import { BpfCommand } from "../sys/constants.ts";
+import { check, Errno } from "../sys/errors.ts";
 import type { KeySet } from "./verify.ts";
 
 /** What a walker needs to know of the map it walks. */

@@ -7,10 +7,10 @@
  * @module
  */
 
-import { BpfArgumentError } from "./errors.ts";
-import { ownedBytes } from "./buffers.ts";
-import type { BatchView, BpfMap, WalkStats } from "./map.ts";
-import { BpfObject, builtObjectPath, type IterLink } from "./object.ts";
+import { BpfArgumentError } from "../sys/errors.ts";
+import { ownedBytes } from "../sys/buffers.ts";
+import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
+import { BpfObject, builtObjectPath, type IterLink } from "../map/object.ts";
 
 /** Bytes asked for per `read()`; the kernel returns at most one seq_file buffer (32 KiB) per call. */
 const READ_SIZE = 64 * 1024;
@@ -60,7 +60,7 @@ function unzip<T extends Uint8Array | Uint32Array>(
  *
  * @example
  * ```ts
- * import { BpfMap, MapIterator } from "../mod.ts";
+ * import { BpfMap, MapIterator } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * using iterator = MapIterator.attach(map);
  * const stats = iterator.forEachBatch((batch) => console.log(batch.count));

@@ -5,11 +5,16 @@
  * @module
  */
 
-import { addressOf, keepAlive, ownedBytes } from "./buffers.ts";
-import { BpfError, check } from "./errors.ts";
-import { ITER_LINK_INFO, LIBBPF_ITER_ATTACH_OPTS, LIBBPF_OPTS_SIZE, writeField } from "./layout.ts";
-import { closeFd, cString, dupFd, errno, readFd } from "./libc.ts";
-import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
+import { addressOf, keepAlive, ownedBytes } from "../sys/buffers.ts";
+import { BpfError, check } from "../sys/errors.ts";
+import {
+  ITER_LINK_INFO,
+  LIBBPF_ITER_ATTACH_OPTS,
+  LIBBPF_OPTS_SIZE,
+  writeField,
+} from "../sys/layout.ts";
+import { closeFd, cString, dupFd, errno, readFd } from "../sys/libc.ts";
+import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "../sys/libbpf.ts";
 import { BpfMap, type OpenOptions } from "./map.ts";
 
 /** libbpf's first own error code (`LIBBPF_ERRNO__LIBELF`); smaller ones are kernel errnos. */
@@ -73,7 +78,7 @@ export class IterLink implements Disposable {
  *
  * @example
  * ```ts
- * import { BpfObject } from "../mod.ts";
+ * import { BpfObject } from "../../mod.ts";
  * using object = BpfObject.open("build/test_map.bpf.o");
  * object.setMaxEntries("test_map", 1 << 20);
  * object.load();
@@ -249,7 +254,7 @@ export class BpfObject implements Disposable {
 
 /** The path of one of the toolkit's own BPF objects, built by `make build` into `build/`. */
 export function builtObjectPath(name: string): string {
-  return new URL(`../build/${name}`, import.meta.url).pathname;
+  return new URL(`../../build/${name}`, import.meta.url).pathname;
 }
 
 /**

@@ -8,9 +8,9 @@
  */
 
 import { type KernelCount, KernelCounter } from "./count.ts";
-import { cpuTimes } from "./libc.ts";
+import { cpuTimes } from "../sys/libc.ts";
 import { MapIterator } from "./iter.ts";
-import type { BatchView, BpfMap, WalkStats } from "./map.ts";
+import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
 import { cursorSpace, forEachBatchParallel, ParallelPool } from "./parallel.ts";
 import { choosePlan, hybridSplit, type MapShape, type Plan } from "./plan.ts";
 import { MapSnapshot, snapshotElementBound } from "./snapshot.ts";
@@ -19,9 +19,9 @@ import {
   forEachBatchSnapshot,
   type SnapshotDumpStats,
 } from "./snapshot_dump.ts";
-import { peakRss } from "./system.ts";
+import { peakRss } from "../sys/system.ts";
 import { KeySet, KeySetInBackground } from "./verify.ts";
-import { isArray } from "./constants.ts";
+import { isArray } from "../sys/constants.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
 
 /** The ways to dump a map. */
@@ -367,7 +367,7 @@ async function walk(
  *
  * @example
  * ```ts
- * import { BpfMap, dumpMap } from "../mod.ts";
+ * import { BpfMap, dumpMap } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * const result = await dumpMap(map, { method: "batch", chunk: 4096 });
  * console.log(result.entries, result.seconds, result.verified);

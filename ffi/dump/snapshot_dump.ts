@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { BatchView, BpfMap, WalkStats } from "./map.ts";
+import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
 import { cursorSpace, type ParallelPool, splitRanges, walkRange, walkRanges } from "./parallel.ts";
 import type { MapSnapshot, SnapshotStats } from "./snapshot.ts";
 
@@ -89,7 +89,7 @@ export interface SnapshotDumpOptions {
  *
  * @example
  * ```ts
- * import { BpfMap, forEachBatchSnapshot, MapSnapshot } from "../mod.ts";
+ * import { BpfMap, forEachBatchSnapshot, MapSnapshot } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * using snapshot = MapSnapshot.open(map);
  * const stats = await forEachBatchSnapshot(map, (batch) => console.log(batch.count), { snapshot });
@@ -132,7 +132,7 @@ export interface HybridOptions extends SnapshotDumpOptions {
  *
  * @example
  * ```ts
- * import { BpfMap, forEachBatchHybrid, MapSnapshot, ParallelPool } from "../mod.ts";
+ * import { BpfMap, forEachBatchHybrid, MapSnapshot, ParallelPool } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * using snapshot = MapSnapshot.open(map);
  * using pool = await ParallelPool.start(1);

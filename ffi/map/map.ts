@@ -4,9 +4,9 @@
  * @module
  */
 
-import type { Backend, BackendName, ElemCall } from "./backend.ts";
-import { backend as pickBackend } from "./backends.ts";
-import { ownedBytes, roundUp8 } from "./buffers.ts";
+import type { Backend, BackendName, ElemCall } from "../sys/backend.ts";
+import { backend as pickBackend } from "../sys/backends.ts";
+import { ownedBytes, roundUp8 } from "../sys/buffers.ts";
 import {
   BpfCommand,
   isArray,
@@ -17,11 +17,11 @@ import {
   OBJ_NAME_LEN,
   parseMapType,
   UpdateFlag,
-} from "./constants.ts";
-import { BpfArgumentError, BpfError, check, Errno } from "./errors.ts";
-import { decodeMapInfo, layoutSize, MAP_INFO, type MapInfo } from "./layout.ts";
-import { closeFd } from "./libc.ts";
-import { BPFFS_ROOT, ensureBpffs, outsideBpffs, possibleCpus } from "./system.ts";
+} from "../sys/constants.ts";
+import { BpfArgumentError, BpfError, check, Errno } from "../sys/errors.ts";
+import { decodeMapInfo, layoutSize, MAP_INFO, type MapInfo } from "../sys/layout.ts";
+import { closeFd } from "../sys/libc.ts";
+import { BPFFS_ROOT, ensureBpffs, outsideBpffs, possibleCpus } from "../sys/system.ts";
 import { type Codec, TypedMap } from "./typed.ts";
 import {
   BATCH_COMMAND_NUMBERS,
@@ -30,7 +30,7 @@ import {
   EntryWalker,
   type EntryWalkOptions,
   type WalkTarget,
-} from "./walk.ts";
+} from "../dump/walk.ts";
 
 /** What `BpfMap.create` makes. */
 export interface MapSpec {
@@ -169,7 +169,7 @@ function createHint(
  *
  * @example
  * ```ts
- * import { BpfMap, u32 } from "../mod.ts";
+ * import { BpfMap, u32 } from "../../mod.ts";
  * using map = BpfMap.create({ type: "hash", keySize: 4, valueSize: 4, maxEntries: 16 });
  * const typed = map.typed(u32, u32);
  * typed.set(1, 0xdeadbeef);
@@ -236,7 +236,7 @@ export class BpfMap implements Disposable {
    *
    * @example
    * ```ts
-   * import { BpfMap } from "../mod.ts";
+   * import { BpfMap } from "../../mod.ts";
    * using map = BpfMap.create({ type: "percpu_hash", keySize: 4, valueSize: 8, maxEntries: 1024 }, { backend: "libbpf" });
    * ```
    */
@@ -273,7 +273,7 @@ export class BpfMap implements Disposable {
    *
    * @example
    * ```ts
-   * import { BpfMap } from "../mod.ts";
+   * import { BpfMap } from "../../mod.ts";
    * using map = BpfMap.fromId(42);
    * console.log(map.info.name);
    * ```
@@ -298,7 +298,7 @@ export class BpfMap implements Disposable {
    *
    * @example
    * ```ts
-   * import { BpfMap } from "../mod.ts";
+   * import { BpfMap } from "../../mod.ts";
    * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
    * ```
    */
@@ -511,7 +511,7 @@ export class BpfMap implements Disposable {
    *
    * @example
    * ```ts
-   * import { BpfMap } from "../mod.ts";
+   * import { BpfMap } from "../../mod.ts";
    * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
    * let sum = 0;
    * map.forEachEntry((key) => { sum += new DataView(key.buffer, key.byteOffset).getUint32(0, true); });

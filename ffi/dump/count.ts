@@ -6,10 +6,10 @@
  * @module
  */
 
-import { isArray } from "./constants.ts";
-import { BpfError, Errno } from "./errors.ts";
-import type { BpfMap } from "./map.ts";
-import { BpfObject, builtObjectPath } from "./object.ts";
+import { isArray } from "../sys/constants.ts";
+import { BpfError, Errno } from "../sys/errors.ts";
+import type { BpfMap } from "../map/map.ts";
+import { BpfObject, builtObjectPath } from "../map/object.ts";
 
 const RECORD_SIZE = 16; // struct { __u32 id; __u32 max_entries; __s64 count; }
 
@@ -51,7 +51,7 @@ function loadFailure(e: unknown): string {
  *
  * @example
  * ```ts
- * import { BpfMap, KernelCounter } from "../mod.ts";
+ * import { BpfMap, KernelCounter } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * const counter = KernelCounter.open();
  * if (typeof counter !== "string") {
@@ -138,7 +138,7 @@ export class KernelCounter implements Disposable {
  *
  * @example
  * ```ts
- * import { BpfMap, readKernelCount } from "../mod.ts";
+ * import { BpfMap, readKernelCount } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
  * const counted = readKernelCount(map);
  * console.log(counted.count ?? `no count: ${counted.unavailable}`);

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BpfArgumentError } from "./errors.ts";
+import { BpfArgumentError } from "../sys/errors.ts";
 import type { BpfMap } from "./map.ts";
 
 /** How often a fill lets the event loop run (for Ctrl-C), in milliseconds. */

@@ -21,8 +21,8 @@
  * @module
  */
 
-import { MapType, mapTypeName } from "./constants.ts";
-import { BpfArgumentError, BpfError } from "./errors.ts";
+import { MapType, mapTypeName } from "../sys/constants.ts";
+import { BpfArgumentError, BpfError } from "../sys/errors.ts";
 import type { ChurnJob, ChurnMessage } from "./_churn_worker.ts";
 import { BpfMap } from "./map.ts";
 import { builtObjectPath } from "./object.ts";
@@ -342,7 +342,7 @@ async function startChurn(
  *
  * @example
  * ```ts
- * import { BpfMap } from "../mod.ts";
+ * import { BpfMap } from "../../mod.ts";
  * import { startUserChurn } from "./churn.ts";
  * using map = BpfMap.create({ type: "hash", keySize: 4, valueSize: 8, maxEntries: 4096 });
  * const churner = await startUserChurn(map, { first: 1000, count: 500, rate: 20_000 });
@@ -364,7 +364,7 @@ export function startUserChurn(map: BpfMap | number, options: ChurnOptions): Pro
  *
  * @example
  * ```ts
- * import { BpfMap } from "../mod.ts";
+ * import { BpfMap } from "../../mod.ts";
  * import { startKernelChurn } from "./churn.ts";
  * using map = BpfMap.create({ type: "lru_hash", keySize: 16, valueSize: 8, maxEntries: 4096 });
  * await using churner = await startKernelChurn(map, { first: 1000, count: 500, rate: "max" });

@@ -17,11 +17,11 @@
  * @module
  */
 
-import type { BackendName, ElemCall } from "./backend.ts";
-import { backend } from "./backends.ts";
-import { ownedBytes } from "./buffers.ts";
-import { BpfCommand, UpdateFlag } from "./constants.ts";
-import { BpfError, check, Errno } from "./errors.ts";
+import type { BackendName, ElemCall } from "../sys/backend.ts";
+import { backend } from "../sys/backends.ts";
+import { ownedBytes } from "../sys/buffers.ts";
+import { BpfCommand, UpdateFlag } from "../sys/constants.ts";
+import { BpfError, check, Errno } from "../sys/errors.ts";
 import {
   type Layout,
   layoutSize,
@@ -29,9 +29,9 @@ import {
   readU32,
   readU64,
   writeField,
-} from "./layout.ts";
-import { dupFd } from "./libc.ts";
-import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "./libbpf.ts";
+} from "../sys/layout.ts";
+import { dupFd } from "../sys/libc.ts";
+import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "../sys/libbpf.ts";
 import { BpfMap } from "./map.ts";
 import { findInObject, openObjectFile } from "./object.ts";
 
