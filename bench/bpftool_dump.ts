@@ -4,6 +4,9 @@
  * carrying BTF, each of `--entries` entries. Rounds alternate the two programs; every output
  * is compared byte for byte (`--json` with `-j`, `--pretty` with `-p`, plain text with plain).
  *
+ * Each process writes straight to a file (the shell redirects its stdout), as
+ * `deno task dump --pin P --json > file` would.
+ *
  * Run as root: `deno run --allow-all bench/bpftool_dump.ts [--entries N] [--rounds R]`.
  *
  * @module
@@ -13,6 +16,7 @@ import { BpfMap, BtfBuilder, createMapWithBtf, fillMap, loadBtf } from "../mod.t
 import { intFlag, parseFlags, runMain, RuntimeError } from "../scripts/_cli.ts";
 import { printTable } from "../scripts/_report.ts";
 import { summary } from "../scripts/_cli.ts";
+import { firstDifference, timeToFile } from "../scripts/_processes.ts";
 
 const USAGE = `usage: bpftool_dump.ts [--entries N] [--rounds R]
   Times deno task dump against bpftool map dump (whole processes, output to a file) on a
@@ -89,31 +93,6 @@ export function structMap(entries: number): BpfMap {
   return map;
 }
 
-/** Runs `command` with stdout into `file`; returns its wall-clock seconds. */
-async function timed(command: string[], file: string): Promise<number> {
-  using out = await Deno.open(file, { write: true, create: true, truncate: true });
-  const started = performance.now();
-  const status = await new Deno.Command(command[0], {
-    args: command.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn().output();
-  const seconds = (performance.now() - started) / 1000;
-  if (!status.success) {
-    throw new RuntimeError(
-      `${command.join(" ")} failed: ${new TextDecoder().decode(status.stderr).trim()}`,
-    );
-  }
-  await out.write(status.stdout);
-  return seconds;
-}
-
-function same(a: string, b: string): boolean {
-  const x = Deno.readFileSync(a);
-  const y = Deno.readFileSync(b);
-  return x.length === y.length && x.every((byte, i) => byte === y[i]);
-}
-
 if (import.meta.main) {
   await runMain(USAGE, async () => {
     const flags = parseFlags({ entries: { type: "string" }, rounds: { type: "string" } });
@@ -133,16 +112,18 @@ if (import.meta.main) {
         for (const [ours, theirs] of FORMATS) {
           const deno = ["deno", "task", "--cwd", ROOT, "-q", "dump", "--pin", pin];
           const bpftool = ["bpftool", ...(theirs ? [theirs] : []), "map", "dump", "pinned", pin];
-          const a = await Deno.makeTempFile();
-          const b = await Deno.makeTempFile();
+          const dir = await Deno.makeTempDir({ dir: "/var/tmp" });
           const times = { ours: [] as number[], bpftool: [] as number[] };
-          for (let round = 0; round < rounds; round++) {
-            times.ours.push(await timed([...deno, ...(ours ? [ours] : [])], a));
-            times.bpftool.push(await timed(bpftool, b));
-            if (!same(a, b)) throw new RuntimeError(`${ours || "plain"} output differs on ${pin}`);
+          try {
+            for (let round = 0; round < rounds; round++) {
+              times.ours.push(await timeToFile([...deno, ...(ours ? [ours] : [])], `${dir}/a`));
+              times.bpftool.push(await timeToFile(bpftool, `${dir}/b`));
+              const differ = await firstDifference(dir, "a", "b");
+              if (differ) throw new RuntimeError(`${ours || "plain"} on ${pin}: ${differ}`);
+            }
+          } finally {
+            await Deno.remove(dir, { recursive: true });
           }
-          Deno.removeSync(a);
-          Deno.removeSync(b);
           const o = summary(times.ours).median;
           const t = summary(times.bpftool).median;
           rows.push([

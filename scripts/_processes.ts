@@ -73,12 +73,16 @@ export async function bpftoolVersion(
 }
 
 /**
- * Runs `command` as a whole process with stdout redirected to `file` (truncated first), and
- * returns its wall-clock seconds, from spawn to exit. The shell `exec`s the command, so the
- * time includes only a shell's start on top of the process's own. Throws with the command's
- * last line on stderr when it fails.
+ * Runs `command` as a whole process with stdout redirected to `file`, and returns its
+ * wall-clock seconds, from spawn to exit. The shell `exec`s the command, so the time includes
+ * only a shell's start on top of the process's own. Before the clock starts, the last round's
+ * file is removed and the page cache written back (`sync`), so that no run pays for the one
+ * before it. Throws with the command's last line on stderr when it fails.
  */
 export async function timeToFile(command: string[], file: string): Promise<number> {
+  await Deno.remove(file).catch(() => {});
+  await new Deno.Command("sync", { stdin: "null", stdout: "null", stderr: "null" }).output()
+    .catch(() => {});
   const started = performance.now();
   let output: Deno.CommandOutput;
   try {

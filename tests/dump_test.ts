@@ -20,8 +20,10 @@ import {
   BpfMap,
   BtfBuilder,
   btfCodec,
+  ByteWriter,
   createMapWithBtf,
   fillMap,
+  JsonlDump,
   loadBtf,
   loadMapBtf,
   stringToChars,
@@ -215,6 +217,66 @@ bpfTest("dump: maps without BTF print as bpftool prints them", async () => {
     await assertLikeBpftool(big, ["json"], method);
   }
 });
+
+/** `JSON.stringify` with BigInts as strings: what a line of `--jsonl` must say of a value. */
+function jsonOf(value: unknown): string {
+  return JSON.stringify(value, (_, v) => typeof v === "bigint" ? v.toString() : v);
+}
+
+objectTest(
+  "dump: --jsonl lines are the decoders' values as JSON, on every map of the object",
+  () => {
+    // JsonlDump writes typed values straight from the bytes (struct members, arrays, integers,
+    // enums) and through the decoders for the rest (bitfields, floats, pointers, unions with
+    // anonymous members): every line must equal JSON.stringify of what the decoders give.
+    using object = loadObject();
+    const random = prng(SEED ^ 0x71);
+    for (const name of ["bt_hash", "bt_percpu", "bt_array", "bt_names", "bt_enums", "bt_ints"]) {
+      using map = object.map(name);
+      fillRandom(
+        map,
+        16,
+        random,
+        map.typeName.endsWith("array") ? (i, k) => u32Key(i % 3, k) : undefined,
+      );
+      const btf = loadMapBtf(map)!;
+      const key = btfCodec(btf.keyType);
+      const value = btfCodec(btf.valueType);
+      const chunks: Uint8Array[] = [];
+      const out = new ByteWriter({ writeSync: (p) => (chunks.push(p.slice()), p.length) }, 64);
+      const dump = new JsonlDump({
+        keySize: map.keySize,
+        valueSize: map.valueSize,
+        perCpu: map.perCpu ? map.cpus : 0,
+        btf: { keyType: btf.keyType, valueType: btf.valueType },
+      }, out);
+      const expected: string[] = [];
+      for (const [k, v] of map.entries()) {
+        dump.entry(k, 0, v, 0);
+        const values = map.perCpu ? map.cpuValues(v).map((c) => value.decode(c)) : undefined;
+        expected.push(
+          `{"key":${jsonOf(key.decode(k))},${
+            values ? `"values":${jsonOf(values)}` : `"value":${jsonOf(value.decode(v))}`
+          }}`,
+        );
+      }
+      out.flush();
+      const lines = new TextDecoder().decode(concat(chunks)).trimEnd().split("\n");
+      assert.deepEqual(lines, expected, name);
+    }
+  },
+);
+
+/** The bytes of `chunks` in one array. */
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return all;
+}
 
 objectTest("dump: --jsonl is typed, one object per line, 64-bit integers as strings", async () => {
   using object = loadObject();

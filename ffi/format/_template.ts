@@ -25,7 +25,10 @@ export interface Hole {
   source: Source;
   /** Where in them. */
   offset: number;
-  /** The most bytes it writes. */
+  /**
+   * The most bytes it writes, or `Infinity` when that has no bound known in advance: then
+   * the hole reserves room itself, as it writes.
+   */
   max: number;
 }
 
@@ -35,7 +38,7 @@ export interface Template {
   lits: Uint8Array[];
   /** The holes. */
   holes: Hole[];
-  /** The most bytes one rendering writes. */
+  /** The most bytes one rendering writes (`Infinity` when a hole has no bound). */
   max: number;
 }
 
@@ -98,8 +101,8 @@ export function dropLeading(template: Template, bytes: number): Template {
 }
 
 /**
- * Writes `template` for the entry whose key is at `key[ko..]` and value at `value[vo..]`.
- * The caller has reserved `template.max` bytes.
+ * Writes `template` for the entry whose key is at `key[ko..]` and value at `value[vo..]`,
+ * making room in `w` as it goes.
  */
 export function render(
   template: Template,
@@ -111,11 +114,15 @@ export function render(
 ): void {
   const { lits, holes } = template;
   const n = holes.length;
+  const bounded = template.max !== Infinity;
+  if (bounded) w.reserve(template.max);
   for (let i = 0; i < n; i++) {
-    w.bytes(lits[i]);
     const hole = holes[i];
+    if (!bounded) w.reserve(lits[i].length + (hole.max === Infinity ? 0 : hole.max));
+    w.bytes(lits[i]);
     if (hole.source === "key") hole.fn(w, key, ko + hole.offset);
     else hole.fn(w, value, vo + hole.offset);
   }
+  if (!bounded) w.reserve(lits[n].length);
   w.bytes(lits[n]);
 }

@@ -63,26 +63,33 @@ function at(place: Place, bytes: number, bitOffset = 0): Place {
   return { source: place.source, offset: place.offset + bytes, bitOffset };
 }
 
-/** `"0x00"` to `"0xff"`, six bytes each. */
-const QUOTED_HEX = encoder.encode(
-  Array.from({ length: 256 }, (_, i) => `"0x${i.toString(16).padStart(2, "0")}"`).join(""),
-);
+/** The two hex digits of each byte as one little-endian 16-bit word (`"ab"` -> 0x6261). */
+const HEX_PAIRS = new Uint16Array(256).map((_, i) => {
+  const digits = i.toString(16).padStart(2, "0");
+  return digits.charCodeAt(0) | digits.charCodeAt(1) << 8;
+});
+/** `,"0x` and `"0x`, little-endian. */
+const COMMA_QUOTE_0X = 0x7830_222c;
+const QUOTE_0X = 0x78_3022;
 
 /** `print_hex_data_json`'s elements, `"0x00","0x01"`, for `length` bytes. */
 function hexList(length: number): HoleFn {
   return (w, b, o) => {
-    const buf = w.buf;
+    const view = w.view;
     let p = w.pos;
-    for (let i = 0; i < length; i++) {
-      if (i > 0) buf[p++] = 0x2c; // ,
-      const h = b[o + i] * 6;
-      buf[p] = 0x22;
-      buf[p + 1] = 0x30;
-      buf[p + 2] = 0x78;
-      buf[p + 3] = QUOTED_HEX[h + 3];
-      buf[p + 4] = QUOTED_HEX[h + 4];
-      buf[p + 5] = 0x22;
+    if (length > 0) {
+      // `"0x` (its fourth byte overwritten by the digits), the digits, `"`.
+      view.setUint32(p, QUOTE_0X, true);
+      view.setUint16(p + 3, HEX_PAIRS[b[o]], true);
+      view.setUint8(p + 5, 0x22);
       p += 6;
+      // Then `,"0x`, the digits, `"` for each next byte.
+      for (let i = 1; i < length; i++) {
+        view.setUint32(p, COMMA_QUOTE_0X, true);
+        view.setUint16(p + 4, HEX_PAIRS[b[o + i]], true);
+        view.setUint8(p + 6, 0x22);
+        p += 7;
+      }
     }
     w.pos = p;
   };
@@ -597,9 +604,7 @@ export class BpftoolDump {
 
   /** One entry: the key at `key[ko..]`, the value (every CPU's) at `value[vo..]`. */
   entry(key: Uint8Array, ko: number, value: Uint8Array, vo: number): void {
-    const t = this.#count++ === 0 ? this.#first! : this.#rest!;
-    this.#out.reserve(t.max);
-    render(t, this.#out, key, ko, value, vo);
+    render(this.#count++ === 0 ? this.#first! : this.#rest!, this.#out, key, ko, value, vo);
   }
 
   /** The close of the dump (and of the document, when the dump has its own). */

@@ -45,6 +45,8 @@ export const MAX_NUMBER_BYTES = 17;
 export class ByteWriter {
   /** The buffer; bytes `[0, pos)` are waiting for the sink. */
   buf: Uint8Array;
+  /** A view of `buf`, for stores of several bytes at once (little-endian). */
+  view: DataView;
   /** Where the next byte goes. */
   pos = 0;
   readonly #sink: ByteSink;
@@ -55,6 +57,7 @@ export class ByteWriter {
     this.#sink = sink;
     this.#chunk = chunk;
     this.buf = new Uint8Array(chunk * 2);
+    this.view = new DataView(this.buf.buffer);
   }
 
   /**
@@ -64,7 +67,10 @@ export class ByteWriter {
   reserve(bytes: number): void {
     if (this.pos + bytes <= this.buf.length && this.pos < this.#chunk) return;
     this.flush();
-    if (bytes > this.buf.length) this.buf = new Uint8Array(bytes + this.#chunk);
+    if (bytes > this.buf.length) {
+      this.buf = new Uint8Array(bytes + this.#chunk);
+      this.view = new DataView(this.buf.buffer);
+    }
   }
 
   /** Writes everything gathered to the sink. */

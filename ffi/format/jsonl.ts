@@ -8,10 +8,12 @@
  * @module
  */
 
-import { compileDecoder } from "../btf/decode.ts";
-import type { BtfValue } from "../btf/decode.ts";
+import { aliasOf, slotAccess, slotsOf } from "../btf/_plan.ts";
+import { type BtfValue, compileDecoder } from "../btf/decode.ts";
+import { sizeof } from "../btf/size.ts";
 import type { BtfType } from "../btf/types.ts";
 import type { ByteWriter } from "./byte_writer.ts";
+import { type HoleFn, render, type Source, type Template, TemplateBuilder } from "./_template.ts";
 
 /** What a `JsonlDump` needs to know of the map. */
 export interface JsonlShape {
@@ -24,9 +26,6 @@ export interface JsonlShape {
   /** BTF key type (undefined: none) and value type, or null without BTF. */
   btf: { keyType?: BtfType; valueType: BtfType } | null;
 }
-
-/** Writes one key or value read from `bytes` at `offset`. */
-type WriteFn = (w: ByteWriter, bytes: Uint8Array, offset: number) => void;
 
 const encoder = new TextEncoder();
 /** Object keys, quoted with their colon (`"name":`), by name. */
@@ -114,40 +113,39 @@ const HEX = encoder.encode(
   Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0")).join(""),
 );
 
-/** A key or value without BTF (see the module documentation). */
-function rawWriter(size: number): WriteFn {
+/** A key or value without BTF (see the module documentation), and the most bytes it takes. */
+function rawHole(size: number): { fn: HoleFn; max: number } {
   switch (size) {
     case 1:
     case 2:
     case 4:
-      return (w, b, o) => {
-        let x = 0;
-        for (let i = size - 1; i >= 0; i--) x = x * 256 + b[o + i];
-        w.reserve(10);
-        w.uint(x);
-      };
+      return { max: 10, fn: (w, b, o) => w.uint(readSmall(b, o, size, false)) };
     case 8:
-      return (w, b, o) => {
-        w.reserve(22);
-        w.byte(0x22);
-        w.int64(b, o, false);
-        w.byte(0x22);
+      return {
+        max: 22,
+        fn: (w, b, o) => {
+          w.byte(0x22);
+          w.int64(b, o, false);
+          w.byte(0x22);
+        },
       };
   }
-  return (w, b, o) => {
-    w.reserve(size * 2 + 4);
-    w.ascii('"0x');
-    for (let i = 0; i < size; i++) {
-      const h = b[o + i] * 2;
-      w.byte(HEX[h]);
-      w.byte(HEX[h + 1]);
-    }
-    w.byte(0x22);
+  return {
+    max: size * 2 + 4,
+    fn: (w, b, o) => {
+      w.ascii('"0x');
+      for (let i = 0; i < size; i++) {
+        const h = b[o + i] * 2;
+        w.byte(HEX[h]);
+        w.byte(HEX[h + 1]);
+      }
+      w.byte(0x22);
+    },
   };
 }
 
-/** A key or value through its BTF type's decoder. */
-function typedWriter(type: BtfType): WriteFn {
+/** The decoder's value of `type` at `b[o..]`, through `JSON.stringify`'s rules (`writeValue`). */
+function decodedHole(type: BtfType): HoleFn {
   const decode = compileDecoder(type);
   let buffer: ArrayBufferLike | undefined;
   let view: DataView = new DataView(new ArrayBuffer(0));
@@ -160,14 +158,117 @@ function typedWriter(type: BtfType): WriteFn {
   };
 }
 
-const KEY = encoder.encode('{"key":');
-const VALUE = encoder.encode(',"value":');
-const VALUES = encoder.encode(',"values":[');
-const END = encoder.encode("}\n");
-const END_VALUES = encoder.encode("]}\n");
+/**
+ * A leaf the decoder gives as a number, a BigInt or an enumerator's name, written from the
+ * bytes without making the value: whole integers of 1, 2, 4 and 8 bytes and enums of up to
+ * 4 bytes. `undefined` for other types.
+ */
+function leafHole(type: BtfType): { fn: HoleFn; max: number } | undefined {
+  if (type.kind === "int" && type.offset === 0 && type.bits === type.size * 8) {
+    const signed = type.encoding === "signed";
+    switch (type.encoding === "bool" ? 0 : type.size) {
+      case 1:
+      case 2:
+      case 4:
+        return { max: 11, fn: (w, b, o) => w.int(readSmall(b, o, type.size, signed)) };
+      case 8:
+        return {
+          max: 22,
+          fn: (w, b, o) => {
+            w.byte(0x22);
+            w.int64(b, o, signed);
+            w.byte(0x22);
+          },
+        };
+    }
+  }
+  if (type.kind === "enum" && type.size <= 4 && [1, 2, 4].includes(type.size)) {
+    const names = new Map<number, Uint8Array>();
+    for (const e of type.values) {
+      if (!names.has(Number(e.value))) {
+        names.set(Number(e.value), encoder.encode(JSON.stringify(e.name)));
+      }
+    }
+    let max = 11;
+    for (const name of names.values()) max = Math.max(max, name.length);
+    return {
+      max,
+      fn: (w, b, o) => {
+        const x = readSmall(b, o, type.size, type.signed);
+        const name = names.get(x);
+        if (name) w.bytes(name);
+        else w.int(x);
+      },
+    };
+  }
+  return undefined;
+}
+
+/** An integer of 1, 2 or 4 bytes at `b[o..]`, little-endian. */
+function readSmall(b: Uint8Array, o: number, bytes: number, signed: boolean): number {
+  if (bytes === 1) return signed ? (b[o] << 24) >> 24 : b[o];
+  if (bytes === 2) {
+    const x = b[o] | b[o + 1] << 8;
+    return signed ? (x << 16) >> 16 : x;
+  }
+  const x = b[o] | b[o + 1] << 8 | b[o + 2] << 16 | b[o + 3] << 24;
+  return signed ? x : x >>> 0;
+}
+
+/** Arrays up to this many elements are unrolled into the template; longer ones are one hole. */
+const MAX_UNROLLED = 256;
+/** The most holes one line's template gets by unrolling; past it, values are one hole each. */
+const MAX_HOLES = 4096;
 
 /**
- * Typed JSON lines of a map's entries, in the order they are handed in.
+ * The JSON of `type`'s decoded value at `offset` of `source`, compiled into `t`: structs
+ * (without bitfields) and arrays as text around their members' holes, leaves as holes that
+ * write from the bytes (`leafHole`), anything else (or past the `budget` of holes) as one
+ * hole through the decoder. The same text as `JSON.stringify` of the decoder's value, with
+ * BigInts as strings.
+ */
+function emitTyped(
+  t: TemplateBuilder,
+  type: BtfType,
+  source: Source,
+  offset: number,
+  budget: { holes: number },
+): void {
+  let u = type;
+  for (let alias = aliasOf(u); alias; alias = aliasOf(u)) u = alias;
+  const leaf = leafHole(u);
+  budget.holes--;
+  if (leaf) return t.hole({ ...leaf, source, offset });
+  if (u.kind === "struct" || u.kind === "union" || u.kind === "datasec") {
+    const slots = slotsOf(u);
+    const whole = slots.every((s) =>
+      slotAccess(s).kind === "whole" && !/^(0|[1-9][0-9]*)$/.test(s.name)
+    );
+    if (whole) {
+      t.text("{");
+      slots.forEach((s, i) => {
+        t.text(`${i ? "," : ""}${JSON.stringify(s.name)}:`);
+        emitTyped(t, s.type, source, offset + s.byteOffset, budget);
+      });
+      t.text("}");
+      return;
+    }
+  } else if (u.kind === "array" && u.nelems <= MAX_UNROLLED && u.nelems <= budget.holes) {
+    const stride = sizeof(u.element);
+    t.text("[");
+    for (let i = 0; i < u.nelems; i++) {
+      if (i) t.text(",");
+      emitTyped(t, u.element, source, offset + i * stride, budget);
+    }
+    t.text("]");
+    return;
+  }
+  t.hole({ fn: decodedHole(u), max: Infinity, source, offset });
+}
+
+/**
+ * Typed JSON lines of a map's entries, in the order they are handed in. One entry's line is
+ * compiled once into a template, so typed values are written from their bytes.
  *
  * @example
  * ```ts
@@ -180,45 +281,41 @@ const END_VALUES = encoder.encode("]}\n");
  */
 export class JsonlDump {
   readonly #out: ByteWriter;
-  readonly #key: WriteFn;
-  readonly #value: WriteFn;
-  readonly #perCpu: number;
-  readonly #stride: number;
+  readonly #line: Template;
 
   /** Lines for a map of `shape`, to `out`. */
   constructor(shape: JsonlShape, out: ByteWriter) {
     this.#out = out;
     const { btf } = shape;
-    this.#key = btf?.keyType ? typedWriter(btf.keyType) : rawWriter(shape.keySize);
-    this.#value = btf ? typedWriter(btf.valueType) : rawWriter(shape.valueSize);
-    this.#perCpu = shape.perCpu;
-    this.#stride = (shape.valueSize + 7) & ~7;
+    const t = new TemplateBuilder();
+    // The decoders refuse what cannot be decoded, or would cost too much per value.
+    if (btf?.keyType) compileDecoder(btf.keyType);
+    if (btf) compileDecoder(btf.valueType);
+    const budget = { holes: MAX_HOLES };
+    const part = (type: BtfType | undefined, size: number, source: Source, offset: number) => {
+      if (type) emitTyped(t, type, source, offset, budget);
+      else t.hole({ ...rawHole(size), source, offset });
+    };
+    t.text('{"key":');
+    part(btf?.keyType, shape.keySize, "key", 0);
+    if (!shape.perCpu) {
+      t.text(',"value":');
+      part(btf?.valueType, shape.valueSize, "value", 0);
+    } else {
+      t.text(',"values":[');
+      const stride = (shape.valueSize + 7) & ~7;
+      for (let cpu = 0; cpu < shape.perCpu; cpu++) {
+        if (cpu) t.text(",");
+        part(btf?.valueType, shape.valueSize, "value", cpu * stride);
+      }
+      t.text("]");
+    }
+    t.text("}\n");
+    this.#line = t.finish();
   }
 
   /** One entry: the key at `key[ko..]`, the value (every CPU's) at `value[vo..]`. */
   entry(key: Uint8Array, ko: number, value: Uint8Array, vo: number): void {
-    const w = this.#out;
-    w.reserve(KEY.length);
-    w.bytes(KEY);
-    this.#key(w, key, ko);
-    if (!this.#perCpu) {
-      w.reserve(VALUE.length);
-      w.bytes(VALUE);
-      this.#value(w, value, vo);
-      w.reserve(END.length);
-      w.bytes(END);
-      return;
-    }
-    w.reserve(VALUES.length);
-    w.bytes(VALUES);
-    for (let cpu = 0; cpu < this.#perCpu; cpu++) {
-      if (cpu > 0) {
-        w.reserve(1);
-        w.byte(0x2c);
-      }
-      this.#value(w, value, vo + cpu * this.#stride);
-    }
-    w.reserve(END_VALUES.length);
-    w.bytes(END_VALUES);
+    render(this.#line, this.#out, key, ko, value, vo);
   }
 }
