@@ -28,6 +28,7 @@ import { sizeof } from "../btf/size.ts";
 import { isCharArray } from "../btf/codec.ts";
 import { BPFTOOL_ESCAPES, JsonWriter } from "./json_writer.ts";
 import { type ByteWriter, MAX_NUMBER_BYTES } from "./byte_writer.ts";
+import { readSmall } from "./_bytes.ts";
 import {
   dropLeading,
   type HoleFn,
@@ -128,17 +129,6 @@ function bitfieldHole(within: number, bits: number, plain: boolean): HoleFn {
     w.ascii(text);
     if (!plain) w.byte(0x22);
   };
-}
-
-/** An integer of 1, 2 or 4 bytes at `b[o..]`, little-endian, as a JS number. */
-function readSmall(b: Uint8Array, o: number, bytes: number, signed: boolean): number {
-  if (bytes === 1) return signed ? (b[o] << 24) >> 24 : b[o];
-  if (bytes === 2) {
-    const x = b[o] | b[o + 1] << 8;
-    return signed ? (x << 16) >> 16 : x;
-  }
-  const x = b[o] | b[o + 1] << 8 | b[o + 2] << 16 | b[o + 3] << 24;
-  return signed ? x : x >>> 0;
 }
 
 function intHole(type: Int, plain: boolean): { fn: HoleFn; max: number } {

@@ -13,6 +13,7 @@ import { type BtfValue, compileDecoder } from "../btf/decode.ts";
 import { sizeof } from "../btf/size.ts";
 import type { BtfType } from "../btf/types.ts";
 import type { ByteWriter } from "./byte_writer.ts";
+import { readSmall } from "./_bytes.ts";
 import { type HoleFn, render, type Source, type Template, TemplateBuilder } from "./_template.ts";
 
 /** What a `JsonlDump` needs to know of the map. */
@@ -202,17 +203,6 @@ function leafHole(type: BtfType): { fn: HoleFn; max: number } | undefined {
     };
   }
   return undefined;
-}
-
-/** An integer of 1, 2 or 4 bytes at `b[o..]`, little-endian. */
-function readSmall(b: Uint8Array, o: number, bytes: number, signed: boolean): number {
-  if (bytes === 1) return signed ? (b[o] << 24) >> 24 : b[o];
-  if (bytes === 2) {
-    const x = b[o] | b[o + 1] << 8;
-    return signed ? (x << 16) >> 16 : x;
-  }
-  const x = b[o] | b[o + 1] << 8 | b[o + 2] << 16 | b[o + 3] << 24;
-  return signed ? x : x >>> 0;
 }
 
 /** Arrays up to this many elements are unrolled into the template; longer ones are one hole. */
