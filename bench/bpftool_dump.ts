@@ -22,10 +22,11 @@ const USAGE = `usage: bpftool_dump.ts [--entries N] [--rounds R]
   Times deno task dump against bpftool map dump (whole processes, output to a file) on a
   u32 hash map and on a map with a 16-byte struct key and a 32-byte struct value with BTF,
   --entries each (default 1,000,000), --rounds alternating rounds (default 3), and checks
-  every output byte for byte.`;
+  every output byte for byte (--jsonl, typed lines, against -j's time: one line per entry).`;
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const FORMATS = [["--json", "-j"], ["--pretty", "-p"], ["", ""]] as const;
+/** Our flag and bpftool's; `--jsonl` (typed lines, no bpftool twin) is timed against `-j`. */
+const FORMATS = [["--json", "-j"], ["--pretty", "-p"], ["", ""], ["--jsonl", "-j"]] as const;
 
 /** A hash map whose key is `struct flow { u32 saddr, daddr; u16 sport, dport; u32 proto; }` and value `struct stats { u64 packets, bytes; s64 delta; u32 flags, pad; }`. */
 export function structMap(entries: number): BpfMap {
@@ -93,6 +94,14 @@ export function structMap(entries: number): BpfMap {
   return map;
 }
 
+/** The number of lines of a file, read in chunks. */
+async function lineCount(path: string): Promise<number> {
+  using file = await Deno.open(path);
+  let lines = 0;
+  for await (const chunk of file.readable) for (const byte of chunk) if (byte === 0x0a) lines++;
+  return lines;
+}
+
 if (import.meta.main) {
   await runMain(USAGE, async () => {
     const flags = parseFlags({ entries: { type: "string" }, rounds: { type: "string" } });
@@ -118,6 +127,15 @@ if (import.meta.main) {
             for (let round = 0; round < rounds; round++) {
               times.ours.push(await timeToFile([...deno, ...(ours ? [ours] : [])], `${dir}/a`));
               times.bpftool.push(await timeToFile(bpftool, `${dir}/b`));
+              if (ours === "--jsonl") {
+                const lines = await lineCount(`${dir}/a`);
+                if (lines !== entries) {
+                  throw new RuntimeError(
+                    `--jsonl on ${pin}: ${lines} lines for ${entries} entries`,
+                  );
+                }
+                continue;
+              }
               const differ = await firstDifference(dir, "a", "b");
               if (differ) throw new RuntimeError(`${ours || "plain"} on ${pin}: ${differ}`);
             }
@@ -132,7 +150,7 @@ if (import.meta.main) {
             o.toFixed(3),
             t.toFixed(3),
             `${(t / o).toFixed(2)}x`,
-            "yes",
+            ours === "--jsonl" ? "(typed lines)" : "yes",
           ]);
         }
       }
