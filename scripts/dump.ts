@@ -25,10 +25,10 @@ const USAGE =
   Prints every entry of the map as "bpftool map dump" does: plain text by default, --json
   compact and --pretty indented (the same bytes as bpftool -j / -p), or --jsonl: one typed
   {"key", "value"} object per line (decoded through the map's BTF; 64-bit integers as strings).
-  bpftool's formats keep its order (the kernel's bucket order): --method auto reads them with
-  LOOKUP_BATCH (per entry for maps without it), on a Worker for large maps so that the walk
-  and the printing overlap; parallel and hybrid, which interleave ranges, are refused there.
-  --jsonl takes every method; auto picks the fastest.`;
+  Entries come in the kernel's bucket order, as bpftool's walk gives them: --method auto
+  reads them with LOOKUP_BATCH (per entry for maps without it), on large maps with Workers
+  walking ranges in order while this thread prints. The hybrid, whose two sides interleave,
+  is refused for bpftool's formats; --jsonl takes every method.`;
 
 const FLAGS = {
   id: { type: "string" },
@@ -43,7 +43,8 @@ const FLAGS = {
 } as const;
 
 const METHODS = ["auto", "normal", "batch", "parallel", "iter", "snapshot", "hybrid"] as const;
-const ORDERED = ["normal", "batch", "iter", "snapshot"];
+/** The methods that hand entries over in bucket order (parallel: its ranges in order). */
+const ORDERED = ["normal", "batch", "parallel", "iter", "snapshot"];
 const BATCH_TYPES: number[] = Object.values(MapType);
 /** Map types without keys to walk (`GET_NEXT_KEY` is refused). */
 const KEYLESS: Record<number, string> = {
@@ -140,8 +141,8 @@ async function dumpOne(
   await dumpMap(map, {
     method: chosen,
     chunk,
-    // bpftool's order: Workers walk ranges in order while this thread prints.
-    inOrder: ordered || method === "auto",
+    // Workers walk ranges in order while this thread prints: bucket order, a bounded window.
+    inOrder: true,
     // Batch walks cannot repeat a key: no key set, so memory stays flat.
     trackKeys: false,
     // The dump is not checked against the kernel's count: no counting program to load.
@@ -201,7 +202,7 @@ async function main(): Promise<void> {
   }
   if (format !== "jsonl" && method !== "auto" && !ORDERED.includes(method)) {
     throw new UsageError(
-      `--method ${method} interleaves ranges, so bpftool's order is lost: give --jsonl, or one of ${
+      `--method ${method} interleaves its two sides, so bpftool's order is lost: give --jsonl, or one of ${
         ORDERED.join(", ")
       }`,
     );

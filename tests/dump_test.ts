@@ -213,7 +213,7 @@ bpfTest("dump: maps without BTF print as bpftool prints them", async () => {
   await assertLikeBpftool(empty);
   // Every order-preserving method gives the same bytes.
   using big = plainMap("hash", { count: 200 });
-  for (const method of ["normal", "batch", "snapshot"]) {
+  for (const method of ["normal", "batch", "parallel", "iter", "snapshot"]) {
     await assertLikeBpftool(big, ["json"], method);
   }
 });
@@ -350,7 +350,7 @@ bpfTest("dump: bad selectors exit 2 with one error line; a missing map exits 1",
       "/x",
       "--json",
       "--method",
-      "parallel",
+      "hybrid",
     ]]
   ) {
     const run = await runScript("dump.ts", ...args);
