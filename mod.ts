@@ -108,7 +108,6 @@ export {
   type DumpShape,
   formatMapPlain,
   JsonlDump,
-  type JsonlShape,
   jsonMapHeader,
   jsonMapStart,
   JsonWriter,

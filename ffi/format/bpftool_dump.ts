@@ -387,7 +387,7 @@ function emitType(t: TemplateBuilder, type: BtfType, plain: boolean, place: Plac
   }
 }
 
-/** What the formatter needs to know of the map. */
+/** What a formatter (`BpftoolDump`, `JsonlDump`) needs to know of the map. */
 export interface DumpShape {
   /** Key bytes. */
   keySize: number;

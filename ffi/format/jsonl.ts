@@ -12,21 +12,10 @@ import { aliasOf, slotAccess, slotsOf } from "../btf/_plan.ts";
 import { type BtfValue, compileDecoder } from "../btf/decode.ts";
 import { sizeof } from "../btf/size.ts";
 import type { BtfType } from "../btf/types.ts";
+import type { DumpShape } from "./bpftool_dump.ts";
 import type { ByteWriter } from "./byte_writer.ts";
 import { readSmall } from "./_bytes.ts";
 import { type HoleFn, render, type Source, type Template, TemplateBuilder } from "./_template.ts";
-
-/** What a `JsonlDump` needs to know of the map. */
-export interface JsonlShape {
-  /** Key bytes. */
-  keySize: number;
-  /** Value bytes (one CPU's). */
-  valueSize: number;
-  /** CPUs of per-CPU values, or 0 for a map with one value per key. */
-  perCpu: number;
-  /** BTF key type (undefined: none) and value type, or null without BTF. */
-  btf: { keyType?: BtfType; valueType: BtfType } | null;
-}
 
 const encoder = new TextEncoder();
 /** Object keys, quoted with their colon (`"name":`), by name. */
@@ -274,7 +263,7 @@ export class JsonlDump {
   readonly #line: Template;
 
   /** Lines for a map of `shape`, to `out`. */
-  constructor(shape: JsonlShape, out: ByteWriter) {
+  constructor(shape: DumpShape, out: ByteWriter) {
     this.#out = out;
     const { btf } = shape;
     const t = new TemplateBuilder();

@@ -25,7 +25,7 @@ export {
 } from "./bpftool_dump.ts";
 export { type ByteSink, ByteWriter } from "./byte_writer.ts";
 export { JsonWriter } from "./json_writer.ts";
-export { JsonlDump, type JsonlShape } from "./jsonl.ts";
+export { JsonlDump } from "./jsonl.ts";
 export {
   jsonMapStart,
   PLAIN_MAP_SEPARATOR,
