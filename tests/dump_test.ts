@@ -17,11 +17,14 @@
 
 import assert from "node:assert/strict";
 import {
+  BPFFS_ROOT,
   BpfMap,
   BtfBuilder,
   btfCodec,
+  builtObjectPath,
   ByteWriter,
   createMapWithBtf,
+  ensureBpffs,
   fillMap,
   JsonlDump,
   loadBtf,
@@ -319,6 +322,52 @@ bpfTest("dump: large maps, walked in order by Workers, print as bpftool prints t
     assert.ok(auto.stdout === batch.stdout, `${map.subject}: --jsonl differs from one walk's`);
   }
 });
+
+/** Runs `bpftool` with the words of `command`; fails the test when it fails. */
+function bpftoolRun(command: string): void {
+  const args = command.split(/\s+/);
+  const out = new Deno.Command("bpftool", { args, stdout: "null", stderr: "piped" }).outputSync();
+  assert.ok(out.success, `bpftool ${command}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+bpfTest(
+  "dump: maps without LOOKUP_BATCH print as bpftool prints them; keyless ones are refused",
+  async () => {
+    // An LPM trie (no batch lookup: read per entry), a prog array holding a program, and a
+    // hash of maps, made and filled by bpftool itself, pinned under a folder of this test.
+    const dir = `${BPFFS_ROOT}/dump_test_${Deno.pid}`;
+    ensureBpffs(dir);
+    Deno.mkdirSync(dir);
+    try {
+      const lpm = `${dir}/lpm`;
+      bpftoolRun(`map create ${lpm} type lpm_trie key 8 value 4 entries 16 name dt_lpm flags 1`);
+      bpftoolRun(`map update pinned ${lpm} key 24 0 0 0 10 0 0 0 value 1 0 0 0`);
+      bpftoolRun(`map update pinned ${lpm} key 16 0 0 0 192 168 0 0 value 2 0 0 0`);
+      const progs = `${dir}/progs`;
+      bpftoolRun(`map create ${progs} type prog_array key 4 value 4 entries 4 name dt_progs`);
+      bpftoolRun(`prog loadall ${builtObjectPath("map_count.bpf.o")} ${dir}/prog`);
+      const [prog] = [...Deno.readDirSync(`${dir}/prog`)];
+      bpftoolRun(`map update pinned ${progs} key 1 0 0 0 value pinned ${dir}/prog/${prog.name}`);
+      const [inner, outer] = [`${dir}/inner`, `${dir}/outer`];
+      bpftoolRun(`map create ${inner} type array key 4 value 4 entries 1 name dt_inner`);
+      bpftoolRun(
+        `map create ${outer} type hash_of_maps inner_map pinned ${inner} key 4 value 4 entries 4 name dt_outer`,
+      );
+      bpftoolRun(`map update pinned ${outer} key 1 0 0 0 value pinned ${inner}`);
+      for (const pin of [lpm, progs, outer]) {
+        using map = BpfMap.fromPin(pin);
+        await assertLikeBpftool(map, ["plain", "json"]);
+      }
+      const queue = `${dir}/queue`;
+      bpftoolRun(`map create ${queue} type queue key 0 value 4 entries 4 name dt_queue`);
+      const refused = await runScript("dump.ts", "--pin", queue, "--json");
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /^error: map \d+ .*is a queue map: it has no keys to walk\n$/);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
 
 bpfTest("dump: a closed pipe ends the dump quietly, with exit 0", async () => {
   using map = plainMap("hash", { count: 0 });
