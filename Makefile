@@ -14,7 +14,7 @@ ENTRIES      ?= 1048576
 DENO         ?= deno
 
 .DEFAULT_GOAL := demo
-.PHONY: setup build peers peers-setup demo test clean
+.PHONY: setup build peers peers-setup demo test clean kernels
 
 include bpf.mk
 
@@ -58,6 +58,11 @@ demo: build
 ## test: the test suite against the real kernel (BPF tests may not skip), references included
 test: peers
 	REQUIRE_BPF=1 $(DENO) task test
+
+## kernels: boot Debian 12's own 6.1 kernel under QEMU (TCG) and run commands there (scripts/kernels/)
+kernels: build
+	@release=$$(scripts/kernels/prepare.sh) && \
+	scripts/kernels/run.sh "$$release" "build/kernels/results/$$release" -- bash -c 'deno --version && uname -r'
 
 clean: bpf-clean
 	rm -rf build/peers

@@ -144,12 +144,16 @@ export function expectSizes(
 /** Whether stdout gets colour: a terminal, and NO_COLOR unset. */
 export const COLOR = !Deno.noColor && Deno.stdout.isTerminal();
 
-/** Styles text when colour is on. */
+/**
+ * Styles text when colour is on. `validateStream: false`: `COLOR` has decided, and node's own
+ * check reads `NODE_DISABLE_COLORS`, `FORCE_COLOR` and the like when stdout is a terminal,
+ * which asks for env access no task grants (a prompt, or an error with stdin closed).
+ */
 export function paint(
   format: Parameters<typeof styleText>[0],
   text: string,
 ): string {
-  return COLOR ? styleText(format, text) : text;
+  return COLOR ? styleText(format, text, { validateStream: false }) : text;
 }
 
 /** Mean, standard deviation, min, median and max of samples. */

@@ -16,7 +16,8 @@ import {
   verdict,
 } from "../ffi/dump/dump.ts";
 import { MapSnapshot } from "../ffi/dump/snapshot.ts";
-import { KernelCounter } from "../ffi/dump/count.ts";
+import { MapCounter } from "../ffi/dump/count.ts";
+import { requireMethod } from "../ffi/dump/methods.ts";
 import {
   backendFlag,
   expectSizes,
@@ -136,9 +137,17 @@ export async function dumpScript(script: DumpScript): Promise<void> {
 
   using map = openMap(flags, backend);
   expectSizes(map, { keySize, valueSize });
-  // The kernel's count, read before and after each walk: loaded once for every run.
-  const opened = KernelCounter.open();
-  using counter = typeof opened === "string" ? undefined : opened;
+  // A method the kernel refuses is refused here, in one line, before anything is loaded.
+  if (method !== "auto") {
+    requireMethod(
+      method,
+      map.info.type,
+      (instead) => batch ? `--method ${instead}` : `deno task ${instead}`,
+    );
+  }
+  // The count, read before and after each walk, by a source that is not the method's own
+  // walk: loaded once for every run (auto: chosen per run, once the method is).
+  using counter = method === "auto" ? undefined : MapCounter.open(map, { method });
   // The snapshot is loaded once for every run (setup, not timed), and refused in one line.
   const snapshot = method === "snapshot" || method === "hybrid"
     ? MapSnapshot.open(map, { kernelTimeBudgetMs })
@@ -159,7 +168,7 @@ export async function dumpScript(script: DumpScript): Promise<void> {
       snapshot,
       kernelTimeBudgetMs,
       steady: flags.steady,
-      ...(counter ? { counter } : { expected: { unavailable: opened as string } }),
+      counter,
     });
     results.push(result);
     if (json) {

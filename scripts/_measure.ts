@@ -14,13 +14,14 @@ import {
   type DumpMethodChoice,
   type DumpResult,
   fillMap,
+  MapCounter,
   MapIterator,
   MapSnapshot,
   type MapTypeName,
   ParallelPool,
   peakRss,
-  readKernelCount,
 } from "../mod.ts";
+import { methodUnavailable } from "../ffi/dump/methods.ts";
 import { resetPeakRss } from "../ffi/sys/system.ts";
 import { summary } from "./_cli.ts";
 
@@ -116,6 +117,8 @@ export async function measure(
     return map;
   };
   const iterators = new Map<BpfMap, MapIterator>();
+  // One counter per method: a dump is never checked against a pass of its own walk.
+  const counters = new Map<DumpMethodChoice, MapCounter>();
   const snapshots = new Map<BpfMap, MapSnapshot>();
   let pool: ParallelPool | undefined;
   // The hybrid's batch side: one Worker per CPU but the one the snapshot runs on.
@@ -130,13 +133,19 @@ export async function measure(
     problem: null,
   }));
   try {
-    const expected = readKernelCount(open("syscall"));
     for (let round = 0; round < rounds; round++) {
       for (const measurement of results) {
         if (measurement.skipped) continue;
         const { variant } = measurement;
-        options.onStep?.(variant, round);
         const map = open(variant.backend);
+        const unavailable = variant.method === "auto"
+          ? null
+          : methodUnavailable(variant.method, map.info.type);
+        if (unavailable !== null) {
+          measurement.skipped = unavailable;
+          continue;
+        }
+        options.onStep?.(variant, round);
         try {
           let iterator: MapIterator | undefined;
           if (variant.method === "iter") {
@@ -164,13 +173,20 @@ export async function measure(
               );
             }
           }
+          let counter = counters.get(variant.method);
+          if (!counter) {
+            counter = MapCounter.open(map, {
+              method: variant.method === "auto" ? undefined : variant.method,
+            });
+            counters.set(variant.method, counter);
+          }
           const heapBefore = heapAfterGc();
           resetPeakRss();
           const result = await dumpMap(map, {
             method: variant.method,
             chunk: options.chunk,
             ranges: variant.method === "parallel" ? options.ranges : undefined,
-            expected,
+            counter,
             iterator,
             // `auto` starts the Workers of what it chooses (untimed, as every setup).
             pool: variant.method === "parallel"
@@ -202,6 +218,7 @@ export async function measure(
     }
   } finally {
     for (const iterator of iterators.values()) iterator.close();
+    for (const counter of counters.values()) counter.close();
     for (const snapshot of snapshots.values()) snapshot.close();
     pool?.close();
     hybridPool?.close();

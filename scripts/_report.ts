@@ -11,9 +11,12 @@ import Table from "cli-table3";
 // @ts-types="@types/cli-progress"
 import cliProgress from "cli-progress";
 import prettyBytes from "pretty-bytes";
+import { probeFacility } from "../ffi/sys/features.ts";
 
 /** Prints a table on stdout. */
 export function printTable(head: string[], rows: (string | number)[][]): void {
+  // No style colours: for them cli-table3 loads @colors/colors, which reads CI, TERM and the
+  // like, env access no task grants (a prompt on a terminal). Cells come `paint`ed instead.
   const table = new Table({ head, style: { head: [], border: [] } });
   table.push(...rows.map((row) => row.map(String)));
   console.log(table.toString());
@@ -36,6 +39,15 @@ export function progressBar(
 /** Formats bytes for people. */
 export function bytes(value: number): string {
   return prettyBytes(value, { binary: true });
+}
+
+/**
+ * `""` where a map's `memlock` is the kernel's own figure; else what it is: before Linux 6.4
+ * the kernel reports an estimate from the map's sizes, well under what a hash map holds.
+ */
+export function memlockNote(): string {
+  const memory = probeFacility("map_memory");
+  return memory.status === "unavailable" ? ` (an estimate, not a measure: ${memory.reason})` : "";
 }
 
 /** Prints a memory report like the study's `-mem` output. */

@@ -12,18 +12,21 @@ import {
   BpfMap,
   dumpMap,
   type DumpMethod,
-  KernelCounter,
+  MapCounter,
   MapSnapshot,
   type MapTypeName,
   ParallelPool,
 } from "../mod.ts";
 import { DUMP_METHODS, promisesStableKeysOnce } from "../ffi/dump/dump.ts";
+import { methodUnavailable } from "../ffi/dump/methods.ts";
 import {
   type Churner,
   type ChurnResult,
+  KERNEL_WRITER_FACILITIES,
   startKernelChurn,
   startUserChurn,
 } from "../ffi/map/churn.ts";
+import { unavailableReason } from "../ffi/sys/features.ts";
 import { fillMap } from "../ffi/map/fill.ts";
 import { MapIterator } from "../ffi/dump/iter.ts";
 import { intFlag, paint, parseFlags, runMain, RuntimeError, summary, UsageError } from "./_cli.ts";
@@ -69,6 +72,8 @@ interface Row {
   transientSeen: number[];
   gaveUp: number;
   errors: string[];
+  /** Why this kernel cannot run the method, or the writer; `null` when the row ran. */
+  unavailable: string | null;
 }
 
 function parseRates(text: string): (number | "max")[] {
@@ -184,23 +189,37 @@ await runMain(USAGE, async () => {
   );
   using map = BpfMap.create({ type, keySize: 4, valueSize: 8, maxEntries, name: "churn" });
   await fillMap(map, { entries: stable });
-  const opened = KernelCounter.open();
-  if (typeof opened === "string") throw new RuntimeError(`the kernel's count is needed: ${opened}`);
-  using counter = opened;
+  // What this kernel refuses is a row that says why; the rest runs.
+  const refused = new Map<DumpMethod | Writer, string>();
+  for (const method of methods) {
+    const why = methodUnavailable(method, map.info.type);
+    if (why !== null) refused.set(method, why);
+  }
+  const kernelWriter = unavailableReason(...KERNEL_WRITER_FACILITIES);
+  if (kernelWriter !== null) refused.set("kernel", kernelWriter);
+  const runs = (method: DumpMethod) => methods.includes(method) && !refused.has(method);
+  // The counts of each method's dumps, by a source that is not its own walk.
+  const counters = new Map(
+    methods.filter(runs).map((m) => [m, MapCounter.open(map, { method: m })]),
+  );
+  using _counters = { [Symbol.dispose]: () => counters.forEach((c) => c.close()) };
   using pool = await ParallelPool.forRanges(ranges);
-  using iterator = MapIterator.attach(map);
-  const kernelWalks = methods.includes("snapshot") || methods.includes("hybrid");
-  using snapshot = kernelWalks ? MapSnapshot.open(map) : undefined;
-  using hybridPool = methods.includes("hybrid")
+  using iterator = runs("iter") ? MapIterator.attach(map) : undefined;
+  using snapshot = runs("snapshot") || runs("hybrid") ? MapSnapshot.open(map) : undefined;
+  using hybridPool = runs("hybrid")
     ? await ParallelPool.start(Math.max(1, navigator.hardwareConcurrency - 1))
     : undefined;
 
   const rows: Row[] = [];
   for (const setting of settings(rates, writers)) {
-    const churner: Churner | undefined = await startWriter(map, setting, stable, transient);
+    const writerRefused = setting.writer === "none" ? undefined : refused.get(setting.writer);
+    const churner: Churner | undefined = writerRefused === undefined
+      ? await startWriter(map, setting, stable, transient)
+      : undefined;
     const started = rows.length;
     try {
       for (const method of methods) {
+        const why = writerRefused ?? refused.get(method);
         rows.push({
           ...setting,
           achieved: null,
@@ -212,11 +231,17 @@ await runMain(USAGE, async () => {
           transientSeen: [],
           gaveUp: 0,
           errors: [],
+          unavailable: why === undefined
+            ? null
+            : writerRefused
+            ? `the ${setting.writer} writer: ${why}`
+            : why,
         });
       }
       for (let round = 0; round < rounds; round++) {
         for (const [i, method] of methods.entries()) {
           const row = rows[started + i];
+          if (row.unavailable !== null) continue;
           say(`${setting.writer} @ ${setting.rate}: round ${round + 1}/${rounds}: ${method}`);
           const tally = new StableTally(stable);
           try {
@@ -226,7 +251,7 @@ await runMain(USAGE, async () => {
               pool: method === "hybrid" ? hybridPool : pool,
               iterator,
               snapshot,
-              counter,
+              counter: counters.get(method),
               visit: (batch) => {
                 for (let k = 0; k < batch.count; k++) {
                   tally.see(StableTally.keyNumber(batch.keys, k * 4));
@@ -295,6 +320,7 @@ function report(
         transientSeen: r.transientSeen,
         gaveUp: r.gaveUp,
         errors: r.errors,
+        unavailable: r.unavailable,
       }));
     }
     return;
@@ -316,6 +342,9 @@ function report(
       "gave up",
     ],
     rows.map((r) => {
+      if (r.unavailable !== null) {
+        return [r.writer, String(r.rate), "-", r.method, paint("yellow", "unavailable")];
+      }
       const missed = most(r.stableMissed);
       return [
         r.writer,
@@ -331,6 +360,11 @@ function report(
       ];
     }),
   );
+  const reasons = new Set(rows.map((r) => r.unavailable).filter((why) => why !== null));
+  for (const why of reasons) {
+    const which = [...new Set(rows.filter((r) => r.unavailable === why).map((r) => r.method))];
+    console.log(paint("yellow", `unavailable (${which.join(", ")}): ${why}`));
+  }
 }
 
 /** Median seconds per method, by writer and target rate. */

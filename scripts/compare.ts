@@ -15,6 +15,7 @@ import {
   readKernelCount,
 } from "../mod.ts";
 import { ensureBpffs, pathExists } from "../ffi/sys/system.ts";
+import { methodUnavailable } from "../ffi/dump/methods.ts";
 import { unlinkPath } from "../ffi/sys/libc.ts";
 import { intFlag, openMap, paint, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 import { bytes, printTable } from "./_report.ts";
@@ -273,6 +274,12 @@ await runMain(USAGE, async () => {
     madePin = true;
   }
   const referenceRows = references.map(referenceRow);
+  // A reference of a walk this kernel refuses is a row that says why.
+  for (const [i, reference] of references.entries()) {
+    const method = reference.kind === "per-entry" ? "normal" : reference.kind;
+    const unavailable = methodUnavailable(method, map.info.type);
+    if (unavailable !== null) referenceRows[i].skipped = unavailable;
+  }
   const expected = external ? readKernelCount(map).count ?? null : null;
   // Each whole process's output, overwritten every round; kept when they differ.
   const outputs = wholeProcesses.length > 0 ? Deno.makeTempDirSync({ prefix: "compare_" }) : null;
@@ -479,7 +486,12 @@ async function report(
     printTable(
       head,
       rows.map((r) => {
-        if (r.skipped) return [r.label, paint("yellow", `skipped: ${r.skipped}`)];
+        if (r.skipped) {
+          return [
+            r.label,
+            paint("yellow", `${r.reference ? "skipped" : "unavailable"}: ${r.skipped}`),
+          ];
+        }
         const s = spread(r.seconds);
         const shown = (x: number | null) => x === null ? "-" : `${x.toFixed(3)}x`;
         const through = (to: number | undefined) => shown(walkRatio(r, to));

@@ -6,20 +6,21 @@
  */
 
 import { dumpMap, type DumpMethodChoice, type DumpResult } from "../ffi/dump/dump.ts";
-import { MapSnapshot } from "../ffi/dump/snapshot.ts";
+import { methodUnavailable } from "../ffi/dump/methods.ts";
+import { COUNT_SOURCES } from "../ffi/dump/count.ts";
 import { fillMap } from "../ffi/map/fill.ts";
-import { readKernelCount } from "../ffi/dump/count.ts";
 import { verifiedCell } from "./_dump.ts";
 import { BpfObject, builtObjectPath } from "../ffi/map/object.ts";
-import { fdMemlock } from "../ffi/sys/system.ts";
 import { backendFlag, intFlag, paint, parseFlags, runMain, RuntimeError } from "./_cli.ts";
-import { bytes, printTable, progressBar } from "./_report.ts";
+import { bytes, memlockNote, printTable, progressBar } from "./_report.ts";
+import { fdMemlock } from "../ffi/sys/system.ts";
 
 const USAGE = `usage: demo.ts [--entries N] [--chunk N] [--backend syscall|libbpf]
   Loads build/test_map.bpf.o with N entries (default 1,048,576), fills it, and dumps it per
   entry, in batches of --chunk (default 4096), in parallel batches, through bpf_iter, with
   the in-kernel snapshot and the hybrid (snapshot + batch on the other CPUs), with the
-  method auto picks (it says why) and with the study's loop, side by side.`;
+  method auto picks (it says why) and with the study's loop, side by side. A method this
+  kernel refuses gets a row that says so, and why.`;
 
 await runMain(USAGE, async () => {
   const flags = parseFlags({
@@ -33,7 +34,8 @@ await runMain(USAGE, async () => {
   const chunk = intFlag(flags.chunk, "chunk", 4096, { max: 0xffff_ffff });
   const backend = backendFlag(flags.backend);
 
-  using object = BpfObject.open(builtObjectPath("test_map.bpf.o"));
+  // The study's map alone: its XDP program is not needed to dump it.
+  using object = BpfObject.open(builtObjectPath("test_map.bpf.o"), { programs: [] });
   object.setMaxEntries("test_map", entries);
   object.load();
   using map = object.map("test_map", { backend });
@@ -50,63 +52,91 @@ await runMain(USAGE, async () => {
   console.log(
     `filled in ${fill.seconds.toFixed(3)} s; the map holds ${
       memlock === undefined ? "?" : bytes(memlock)
-    } of kernel memory`,
+    } of kernel memory${memlockNote()}`,
   );
 
-  const expected = readKernelCount(map);
-  const results: DumpResult[] = [];
-  const methods: DumpMethodChoice[] = ["normal", "batch", "parallel", "iter"];
-  // The snapshot needs root (or CAP_BPF and CAP_PERFMON) and Linux 5.14+: say so when it cannot run.
-  const noSnapshot = MapSnapshot.unavailable(map);
-  if (noSnapshot === null) methods.push("snapshot", "hybrid");
-  methods.push("auto", "seed-compat");
+  const methods: DumpMethodChoice[] = [
+    "normal",
+    "batch",
+    "parallel",
+    "iter",
+    "snapshot",
+    "hybrid",
+    "auto",
+    "seed-compat",
+  ];
+  // A method this kernel refuses is a row that says why; the others run.
+  const rows: { label: string; result?: DumpResult; unavailable?: string }[] = [];
   for (const method of methods) {
+    const unavailable = method === "auto" ? null : methodUnavailable(method, map.info.type);
+    if (unavailable !== null) {
+      rows.push({ label: method, unavailable });
+      continue;
+    }
     console.error(`dumping: ${method}`);
-    results.push(await dumpMap(map, { method, chunk, expected }));
+    const result = await dumpMap(map, { method, chunk });
+    rows.push({ label: method === "auto" ? `auto: ${result.method}` : method, result });
   }
-  const normal = results[0].seconds;
+  const ran = rows.filter((r) => r.result) as { label: string; result: DumpResult }[];
+  const seconds = (label: string) => ran.find((r) => r.label === label)?.result.seconds;
+  const normal = seconds("normal")!;
   printTable(
     [
       "method",
       "entries",
       "distinct",
       "verified",
+      "count",
       "seconds",
       "syscalls",
       "batches",
       "time vs normal",
     ],
-    results.map((r, i) => [
-      methods[i] === "auto" ? `auto: ${r.method}` : r.method,
-      r.entries,
-      r.distinct,
-      verifiedCell(r),
-      r.seconds.toFixed(3),
-      r.syscalls,
-      r.batches,
-      `${(r.seconds / normal).toFixed(3)}x`,
-    ]),
+    rows.map(({ label, result: r }) =>
+      r
+        ? [
+          label,
+          r.entries,
+          r.distinct,
+          verifiedCell(r),
+          r.countSource ?? "-",
+          r.seconds.toFixed(3),
+          r.syscalls,
+          r.batches,
+          `${(r.seconds / normal).toFixed(3)}x`,
+        ]
+        : [label, "-", "-", paint("yellow", "unavailable"), "-", "-", "-", "-", "-"]
+    ),
   );
-  const [perEntry, batch] = results;
-  const seed = results[results.length - 1];
-  console.log(
-    `batch is ${(perEntry.seconds / batch.seconds).toFixed(1)}x faster than per-entry`,
-  );
-  const fastest = results.slice(0, -1).reduce((a, b) => b.seconds < a.seconds ? b : a);
-  console.log(
-    `fastest: ${fastest.method}, ${(batch.seconds / fastest.seconds).toFixed(1)}x batch`,
-  );
-  const auto = results[methods.indexOf("auto")];
-  console.log(`auto chose ${auto.method}: ${auto.plan?.reason}`);
-  if (noSnapshot !== null) console.log(paint("yellow", `no snapshot: ${noSnapshot}`));
-  console.log(
-    `the study's loop reported ${seed.entries} entries but saw only ${seed.distinct} distinct keys: its cursor never moved`,
-  );
-  if (expected.unavailable !== undefined) {
-    console.log(paint("yellow", `kernel count unavailable: ${expected.unavailable}`));
+  for (const { label, unavailable } of rows) {
+    if (unavailable) console.log(paint("yellow", `${label}: unavailable: ${unavailable}`));
   }
-  const unverified = results.find((r) => r.method !== "seed-compat" && r.problem !== null);
+  const batch = seconds("batch");
+  if (batch !== undefined) {
+    console.log(`batch is ${(normal / batch).toFixed(1)}x faster than per-entry`);
+  }
+  const fastest = ran.filter((r) => r.label !== "seed-compat")
+    .reduce((a, b) => b.result.seconds < a.result.seconds ? b : a);
+  const reference = batch ?? normal;
+  console.log(
+    `fastest: ${fastest.label}, ${(reference / fastest.result.seconds).toFixed(1)}x ${
+      batch === undefined ? "per-entry" : "batch"
+    }`,
+  );
+  const auto = ran.find((r) => r.label.startsWith("auto"))!.result;
+  console.log(`auto chose ${auto.method}: ${auto.plan?.reason}`);
+  const sources = [...new Set(ran.map((r) => r.result.countSource).filter((s) => s !== null))];
+  console.log(`counts checked against: ${sources.map((s) => COUNT_SOURCES[s!]).join(", ")}`);
+  const seed = ran.find((r) => r.label === "seed-compat")?.result;
+  if (seed) {
+    console.log(
+      `the study's loop reported ${seed.entries} entries but saw only ${seed.distinct} distinct keys: its cursor never moved`,
+    );
+  }
+  const unverified = ran.find((r) => r.label !== "seed-compat" && r.result.problem !== null);
   if (unverified) {
-    throw new RuntimeError(`the ${unverified.method} dump was not verified: ${unverified.problem}`);
+    throw new RuntimeError(
+      `the ${unverified.label} dump was not verified: ${unverified.result.problem}`,
+    );
   }
 });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BpfMap, fdMemlock, type MapSpec, MapType, parseMapType } from "../mod.ts";
+import { BpfMap, fdMemlock, type MapSpec, MapType, parseMapType, probeFacility } from "../mod.ts";
 import { fillMap } from "../ffi/map/fill.ts";
 import { BpfObject, builtObjectPath } from "../ffi/map/object.ts";
 import { unlinkPath } from "../ffi/sys/libc.ts";
@@ -20,7 +20,7 @@ import {
   RuntimeError,
   UsageError,
 } from "./_cli.ts";
-import { bytes, progressBar } from "./_report.ts";
+import { bytes, memlockNote, progressBar } from "./_report.ts";
 
 const USAGE =
   `usage: load.ts [--entries N] [--pin PATH | --hold] [--replace] [--keep-partial] [--per-entry] [--chunk N]
@@ -73,7 +73,8 @@ function openMap(
   backend: ReturnType<typeof backendFlag>,
 ): { map: BpfMap; object?: BpfObject } {
   if ("spec" in source) return { map: BpfMap.create(source.spec, { backend }) };
-  const object = BpfObject.open(source.objectPath);
+  // The map alone: the study's XDP program is not needed to fill and pin it.
+  const object = BpfObject.open(source.objectPath, { programs: [] });
   try {
     if (entries !== undefined) object.setMaxEntries(MAP_NAME, entries);
     object.load();
@@ -170,6 +171,7 @@ await runMain(USAGE, async () => {
     seconds: fill.seconds,
     syscalls: fill.syscalls,
     memlock: memlock ?? null,
+    memlockEstimate: probeFacility("map_memory").status === "unavailable",
   };
   if (flags.json) console.log(JSON.stringify(report));
   say(
@@ -181,7 +183,7 @@ await runMain(USAGE, async () => {
     `filled ${fill.written} entries in ${fill.seconds.toFixed(3)} s (${fill.syscalls} syscalls)`,
   );
   if (memlock !== undefined) {
-    say(`kernel memory (memlock) ${memlock} (${bytes(memlock)})`);
+    say(`kernel memory (memlock) ${memlock} (${bytes(memlock)})${memlockNote()}`);
   }
   if (pin !== undefined) {
     say(`pinned at ${pin}`);

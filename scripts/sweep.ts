@@ -8,7 +8,7 @@
  */
 
 import { MapType, type MapTypeName } from "../mod.ts";
-import { intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
+import { intFlag, paint, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 import { createFilledMap, measure, spread, type Variant, VARIANTS } from "./_measure.ts";
 import { barChart, lineChart, renderChart, type Series } from "./_charts.ts";
 
@@ -68,6 +68,7 @@ async function sweepPoint(
   },
   variants: readonly Variant[],
   rounds: number,
+  unavailable: Map<string, string>,
 ): Promise<Point[]> {
   console.error(
     `${setting.part}: ${setting.type}, ${setting.entries} entries${
@@ -80,6 +81,9 @@ async function sweepPoint(
     chunk: setting.chunk,
     ranges: setting.ranges,
   });
+  for (const m of measurements) {
+    if (m.skipped !== null) unavailable.set(`${m.variant.label} (${setting.type})`, m.skipped);
+  }
   return measurements.filter((m) => m.last).map((m) => {
     const s = spread(m.seconds);
     const entries = m.last!.distinct;
@@ -165,11 +169,20 @@ await runMain(USAGE, async () => {
   }
 
   const points: Point[] = [];
+  // Methods this kernel refuses, with why: printed at the end.
+  const unavailable = new Map<string, string>();
   const charts: Record<string, string> = {};
   if (parts.includes("sizes")) {
     const found: Point[] = [];
     for (const entries of sizes(min, max)) {
-      found.push(...await sweepPoint({ part: "sizes", type: "hash", entries }, VARIANTS, rounds));
+      found.push(
+        ...await sweepPoint(
+          { part: "sizes", type: "hash", entries },
+          VARIANTS,
+          rounds,
+          unavailable,
+        ),
+      );
     }
     points.push(...found);
     charts.sizes = await renderChart(lineChart({
@@ -192,6 +205,7 @@ await runMain(USAGE, async () => {
           { part: "chunks", type: "hash", entries: chunkEntries, chunk },
           batchVariants,
           rounds,
+          unavailable,
         ),
       );
     }
@@ -209,7 +223,12 @@ await runMain(USAGE, async () => {
     const found: Point[] = [];
     for (const type of Object.keys(MapType) as MapTypeName[]) {
       found.push(
-        ...await sweepPoint({ part: "types", type, entries: typeEntries }, VARIANTS, rounds),
+        ...await sweepPoint(
+          { part: "types", type, entries: typeEntries },
+          VARIANTS,
+          rounds,
+          unavailable,
+        ),
       );
     }
     points.push(...found);
@@ -233,6 +252,7 @@ await runMain(USAGE, async () => {
           { part: "parallel", type: "hash", entries: chunkEntries, ranges },
           parallel,
           rounds,
+          unavailable,
         ),
       );
     }
@@ -260,6 +280,7 @@ await runMain(USAGE, async () => {
           { part: "fill", type: "hash", entries, maxEntries: chunkEntries },
           kernelWalks,
           rounds,
+          unavailable,
         ),
       );
     }
@@ -282,6 +303,9 @@ await runMain(USAGE, async () => {
   console.log(
     `wrote ${out}/sweep.csv and ${Object.keys(charts).map((n) => `${out}/${n}.svg`).join(", ")}`,
   );
+  for (const [what, why] of unavailable) {
+    console.log(paint("yellow", `unavailable: ${what}: ${why}`));
+  }
   const bad = points.find((p) => !p.verified);
   if (bad) {
     throw new RuntimeError(

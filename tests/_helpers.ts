@@ -1,11 +1,22 @@
 /**
  * Shared test helpers: the BPF availability gate (a skipped BPF test is an error when
- * `REQUIRE_BPF=1`, as in CI) and small fill/collect helpers over real maps.
+ * `REQUIRE_BPF=1`, as in CI), the gate of tests that need a kernel facility (skipped only when
+ * the probe says this kernel refuses it, and recorded with the probe's reason), tests run in
+ * a child with facilities denied, and small fill/collect helpers over real maps.
  *
  * @module
  */
 
-import { type BackendName, BACKENDS, BpfMap, MapType, type MapTypeName } from "../mod.ts";
+import {
+  type BackendName,
+  BACKENDS,
+  BpfMap,
+  deniedFacilities,
+  type Facility,
+  MapType,
+  type MapTypeName,
+  probeFacility,
+} from "../mod.ts";
 
 function probeBpf(): string | undefined {
   try {
@@ -28,6 +39,58 @@ export function bpfTest(name: string, fn: (t: Deno.TestContext) => void | Promis
   Deno.test({ name, ignore: BPF_UNAVAILABLE !== undefined, fn });
 }
 
+/** A test skipped for a facility this kernel refuses, as the skip log records it. */
+export interface SkipRecord {
+  /** The test's name. */
+  test: string;
+  /** The test file. */
+  file: string;
+  /** The facility the probe found unavailable. */
+  facility: Facility;
+  /** The probe's reason. */
+  reason: string;
+}
+
+/**
+ * Where this run records its skips, a JSON line each: `BPF_SKIP_LOG` (CI sets it and checks
+ * each skip against the probe), else a file of this `deno test` process under `build/`.
+ */
+export const SKIP_LOG: string = Deno.env.get("BPF_SKIP_LOG") ??
+  `${new URL("../build/test-skips", import.meta.url).pathname}/${Deno.pid}.jsonl`;
+
+/**
+ * The first of `facilities` that this kernel refuses, as the probe found it (a facility the
+ * probe could not tell about is tried: the test says what happens).
+ */
+function refusedFacility(facilities: readonly Facility[]) {
+  return facilities.map(probeFacility).find((answer) => answer.status === "unavailable");
+}
+
+/** Appends a skip to `SKIP_LOG` (not for a facility denied by `BPF_DENY`: that is a test's own doing). */
+function recordSkip(test: string, file: string, facility: Facility, reason: string): void {
+  if (deniedFacilities().has(facility)) return;
+  const record: SkipRecord = { test, file: file.replace(ROOT, ""), facility, reason };
+  Deno.mkdirSync(SKIP_LOG.slice(0, SKIP_LOG.lastIndexOf("/")), { recursive: true });
+  Deno.writeTextFileSync(SKIP_LOG, `${JSON.stringify(record)}\n`, { append: true });
+}
+
+/**
+ * Registers a BPF test that needs `facilities` of the kernel (from `fileUrl`, the test file's
+ * `import.meta.url`). Where the probe says this kernel refuses one, the test is ignored and
+ * the probe's reason recorded: listed at the end of the run (`zz_skips_test.ts`), and checked
+ * by CI, which fails a skip whose facility the probe finds available.
+ */
+export function facilityTest(
+  fileUrl: string,
+  name: string,
+  facilities: readonly Facility[],
+  fn: (t: Deno.TestContext) => void | Promise<void>,
+): void {
+  const refused = BPF_UNAVAILABLE === undefined ? refusedFacility(facilities) : undefined;
+  if (refused) recordSkip(name, new URL(fileUrl).pathname, refused.facility, refused.reason!);
+  Deno.test({ name, ignore: BPF_UNAVAILABLE !== undefined || refused !== undefined, fn });
+}
+
 /** Both backends, for tests that run every behaviour on each. */
 export const ALL_BACKENDS: readonly BackendName[] = BACKENDS;
 
@@ -48,6 +111,15 @@ export function eachTypeAndBackend(
   for (const backend of ALL_BACKENDS) {
     for (const type of types) bpfTest(`${what} [${type}, ${backend}]`, () => fn(type, backend));
   }
+}
+
+/**
+ * How a verdict names a count of `n` entries (a regular expression's source): `kernel count
+ * n`, or, where the kernel keeps no count, `count n by a bpf_for_each_map_elem pass` and the
+ * like. `n` may be a pattern itself (`\\d+ -> \\d+`).
+ */
+export function countOf(n: number | string): string {
+  return `(?:kernel count ${n}|count ${n} by [^)]+)`;
 }
 
 /** Packs u32 values into little-endian bytes. */
@@ -129,9 +201,13 @@ const EXPOSED_GC = (globalThis as { gc?: Collect }).gc;
 
 /**
  * Runs the test named `name` of the test file `fileUrl` in a child `deno test` with `gc()`
- * exposed, and fails with its output unless exactly that test passed there.
+ * exposed and `env` added, and fails with its output unless exactly that test passed there.
  */
-async function inChildWithGc(fileUrl: string, name: string): Promise<void> {
+async function inChild(
+  fileUrl: string,
+  name: string,
+  env: Record<string, string> = {},
+): Promise<void> {
   const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -141,7 +217,7 @@ async function inChildWithGc(fileUrl: string, name: string): Promise<void> {
       `--filter=/^${escaped}$/`,
       new URL(fileUrl).pathname,
     ],
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -158,7 +234,28 @@ async function inChildWithGc(fileUrl: string, name: string): Promise<void> {
  * `--v8-flags=--expose-gc` (a plain `deno test --allow-all`), its body runs in a child
  * `deno test` that has it.
  */
-export function gcTest(fileUrl: string, name: string, fn: (gc: Collect) => void): void {
+export function gcTest(
+  fileUrl: string,
+  name: string,
+  fn: (gc: Collect) => void | Promise<void>,
+  facilities: readonly Facility[] = [],
+): void {
   const gc = EXPOSED_GC;
-  bpfTest(name, gc ? () => fn(gc) : () => inChildWithGc(fileUrl, name));
+  facilityTest(fileUrl, name, facilities, gc ? () => fn(gc) : () => inChild(fileUrl, name));
+}
+
+/**
+ * A BPF test of the file `fileUrl` run with `deny` denied to the process (`BPF_DENY`), so
+ * that the fallbacks of a refusing kernel run for real on any kernel: in a child `deno test`
+ * that has `BPF_DENY` set (the probes are per process), unless this process already denies
+ * exactly those.
+ */
+export function deniedTest(
+  fileUrl: string,
+  name: string,
+  deny: readonly Facility[],
+  fn: () => void | Promise<void>,
+): void {
+  const here = [...deniedFacilities()].sort().join(",") === [...deny].sort().join(",");
+  bpfTest(name, here ? fn : () => inChild(fileUrl, name, { BPF_DENY: deny.join(",") }));
 }

@@ -25,15 +25,17 @@ import {
   ByteWriter,
   createMapWithBtf,
   ensureBpffs,
+  FALLBACK_METHOD,
   fillMap,
   JsonlDump,
   loadBtf,
   loadMapBtf,
+  methodUnavailable,
   stringToChars,
   type Struct,
 } from "../mod.ts";
 import { addInts, fillRandom, loadObject, objectTest, prng, SEED } from "./_btf_helpers.ts";
-import { bpfTest, runScript, scriptCommand } from "./_helpers.ts";
+import { bpfTest, facilityTest, runScript, scriptCommand } from "./_helpers.ts";
 import { structMap } from "../bench/bpftool_dump.ts";
 
 /** `bpftool [flag] map dump id N`, stdout as text. */
@@ -214,12 +216,39 @@ bpfTest("dump: maps without BTF print as bpftool prints them", async () => {
   await assertLikeBpftool(percpuWide);
   using empty = plainMap("hash", { count: 0 });
   await assertLikeBpftool(empty);
-  // Every order-preserving method gives the same bytes.
+  // Every order-preserving method this kernel runs gives the same bytes.
   using big = plainMap("hash", { count: 200 });
-  for (const method of ["normal", "batch", "parallel", "iter", "snapshot"]) {
-    await assertLikeBpftool(big, ["json"], method);
+  for (const method of ["normal", "batch", "parallel", "iter", "snapshot"] as const) {
+    if (methodUnavailable(method) === null) await assertLikeBpftool(big, ["json"], method);
   }
 });
+
+bpfTest(
+  "dump: a method this kernel refuses is refused in one line, naming what to use",
+  async () => {
+    using map = plainMap("hash", { count: 10 });
+    for (const method of ["iter", "snapshot", "hybrid"] as const) {
+      const refused = methodUnavailable(method);
+      if (refused === null) continue;
+      const run = await runScript(
+        "dump.ts",
+        "--id",
+        String(map.info.id),
+        "--jsonl",
+        "--method",
+        method,
+      );
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(run.stdout, "");
+      assert.equal(
+        run.stderr,
+        `error: the ${method} method cannot run here: ${refused}: use the ${
+          FALLBACK_METHOD[method]
+        } method instead (--method ${FALLBACK_METHOD[method]})\n`,
+      );
+    }
+  },
+);
 
 /** `JSON.stringify` with BigInts as strings: what a line of `--jsonl` must say of a value. */
 function jsonOf(value: unknown): string {
@@ -330,8 +359,11 @@ function bpftoolRun(command: string): void {
   assert.ok(out.success, `bpftool ${command}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
-bpfTest(
+// The prog array holds map_count.bpf.o's program, an iter/bpf_map one.
+facilityTest(
+  import.meta.url,
   "dump: maps without LOOKUP_BATCH print as bpftool prints them; keyless ones are refused",
+  ["iter_map"],
   async () => {
     // An LPM trie (no batch lookup: read per entry), a prog array holding a program, and a
     // hash of maps, made and filled by bpftool itself, pinned under a folder of this test.

@@ -15,11 +15,13 @@ import {
   BpfMap,
   forEachBatchParallel,
   MapIterator,
+  MapType,
   type MapTypeName,
+  methodFacilities,
   possibleCpus,
   u32,
 } from "../mod.ts";
-import { ALL_BACKENDS, bpfTest, u32Bytes } from "./_helpers.ts";
+import { ALL_BACKENDS, bpfTest, facilityTest, u32Bytes } from "./_helpers.ts";
 
 const PER_CPU_TYPES: readonly MapTypeName[] = ["percpu_hash", "lru_percpu_hash", "percpu_array"];
 const VALUE_SIZES = [4, 12];
@@ -121,6 +123,7 @@ async function checkAgainstBpftool(
   type: MapTypeName,
   valueSize: number,
   backend: BackendName,
+  readers: readonly (keyof typeof READERS)[],
 ): Promise<void> {
   const cpus = possibleCpus();
   using map = BpfMap.create(
@@ -141,17 +144,30 @@ async function checkAgainstBpftool(
     );
   }
   assert.deepEqual(await bpftoolView(map.info.id), expected, "bpftool's view of the map");
-  for (const [name, read] of Object.entries(READERS)) {
-    assert.deepEqual(await read(map), expected, `${name} read other per-CPU values`);
+  for (const name of readers) {
+    assert.deepEqual(await READERS[name](map), expected, `${name} read other per-CPU values`);
   }
 }
 
 for (const backend of ALL_BACKENDS) {
   for (const type of PER_CPU_TYPES) {
     for (const valueSize of VALUE_SIZES) {
+      const which = `${valueSize}-byte values [${type}, ${backend}]`;
       bpfTest(
-        `per-CPU values read by every walk equal bpftool's view, ${valueSize}-byte values [${type}, ${backend}]`,
-        () => checkAgainstBpftool(type, valueSize, backend),
+        `per-CPU values read by lookups and the per-entry, batch and parallel walks equal bpftool's view, ${which}`,
+        () =>
+          checkAgainstBpftool(type, valueSize, backend, [
+            "lookup",
+            "per-entry walk",
+            "batch walk",
+            "parallel walk",
+          ]),
+      );
+      facilityTest(
+        import.meta.url,
+        `per-CPU values read by the bpf_iter walk equal bpftool's view, ${which}`,
+        methodFacilities("iter", MapType[type]),
+        () => checkAgainstBpftool(type, valueSize, backend, ["bpf_iter walk"]),
       );
     }
   }

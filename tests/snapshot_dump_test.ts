@@ -36,7 +36,7 @@ import {
   type DumpResult,
   forEachBatchHybrid,
   hybridSplit,
-  KernelCounter,
+  MapCounter,
   MapSnapshot,
   MapType,
   type MapTypeName,
@@ -47,7 +47,27 @@ import {
 } from "../mod.ts";
 import { hybridSides, type MapShape, RCU_WALK_MARGIN } from "../ffi/dump/plan.ts";
 import { snapshotElementBound } from "../ffi/dump/snapshot.ts";
-import { ALL_BACKENDS, bpfTest, gcTest, u32At, u32Bytes } from "./_helpers.ts";
+import {
+  ALL_BACKENDS,
+  bpfTest,
+  type Collect,
+  countOf,
+  facilityTest,
+  gcTest,
+  u32At,
+  u32Bytes,
+} from "./_helpers.ts";
+import { SNAPSHOT_FACILITIES } from "../ffi/dump/snapshot.ts";
+
+/** A test of the snapshot: skipped, with the probe's reason, where the kernel cannot run it. */
+function snapshotTest(name: string, fn: () => void | Promise<void>): void {
+  facilityTest(import.meta.url, name, SNAPSHOT_FACILITIES, fn);
+}
+
+/** `snapshotTest` with `gc()` (see `gcTest`). */
+function snapshotGcTest(name: string, fn: (gc: Collect) => void | Promise<void>): void {
+  gcTest(import.meta.url, name, fn, SNAPSHOT_FACILITIES);
+}
 
 /** Entries per map. */
 const ENTRIES = 5000;
@@ -199,7 +219,7 @@ for (const backend of ALL_BACKENDS) {
   for (const type of TYPES) {
     for (const base of SHAPES) {
       const shape = shapeFor(type, base);
-      bpfTest(
+      snapshotTest(
         `snapshot dump: snapshot and hybrid hand every key once with its value, in LOOKUP_BATCH order, ${shape.keySize}/${shape.valueSize} [${type}, ${backend}]`,
         async () => {
           using map = filled(type, backend, shape);
@@ -248,7 +268,7 @@ for (const backend of ALL_BACKENDS) {
 
 for (const type of TYPES) {
   for (const backend of ALL_BACKENDS) {
-    bpfTest(
+    snapshotTest(
       `snapshot dump: a snapshot bound to ${SMALL_BOUND} elements stops there and LOOKUP_BATCH reads the rest [${type}, ${backend}]`,
       async () => {
         using map = filled(type, backend, shapeFor(type, SHAPES[2]));
@@ -280,7 +300,7 @@ for (const type of TYPES) {
 }
 
 for (const type of TYPES) {
-  bpfTest(
+  snapshotTest(
     `snapshot dump: a bounded hybrid split at 0.9 reads the gap from where the snapshot stopped to the split [${type}]`,
     async () => {
       using map = filled(type, "syscall", shapeFor(type, SHAPES[1]));
@@ -325,26 +345,33 @@ for (const type of TYPES) {
   );
 }
 
-bpfTest("snapshot dump: a tiny kernelTimeBudgetMs bounds the snapshot dumpMap opens", async () => {
-  using map = filled("hash", "libbpf", SHAPES[0]);
-  const budgetMs = 0.05;
-  const bound = snapshotElementBound({ kernelTimeBudgetMs: budgetMs }, map.info.maxEntries);
-  assert.ok(bound < ENTRIES / 2, `${bound} elements in ${budgetMs} ms`);
-  for (const method of SNAPSHOT_METHODS) {
-    const seen = new Seen(map);
-    const result = await dumpMap(map, { method, kernelTimeBudgetMs: budgetMs, visit: seen.batch });
-    assertVerified(result, ENTRIES, method);
-    assert.equal(seen.ids.size, ENTRIES);
-    const walk = result.kernelWalk!;
-    assert.equal(walk.snapshot.limit, bound, method);
-    assert.ok(walk.snapshot.copied <= bound, `${method}: ${walk.snapshot.copied} copied`);
-    assert.ok(walk.snapshot.visited <= bound + 1, method);
-    assert.ok(walk.batchEntries > 0, method);
-    if (method === "snapshot") assert.equal(walk.snapshot.stoppedBy, "limit");
-  }
-});
+snapshotTest(
+  "snapshot dump: a tiny kernelTimeBudgetMs bounds the snapshot dumpMap opens",
+  async () => {
+    using map = filled("hash", "libbpf", SHAPES[0]);
+    const budgetMs = 0.05;
+    const bound = snapshotElementBound({ kernelTimeBudgetMs: budgetMs }, map.info.maxEntries);
+    assert.ok(bound < ENTRIES / 2, `${bound} elements in ${budgetMs} ms`);
+    for (const method of SNAPSHOT_METHODS) {
+      const seen = new Seen(map);
+      const result = await dumpMap(map, {
+        method,
+        kernelTimeBudgetMs: budgetMs,
+        visit: seen.batch,
+      });
+      assertVerified(result, ENTRIES, method);
+      assert.equal(seen.ids.size, ENTRIES);
+      const walk = result.kernelWalk!;
+      assert.equal(walk.snapshot.limit, bound, method);
+      assert.ok(walk.snapshot.copied <= bound, `${method}: ${walk.snapshot.copied} copied`);
+      assert.ok(walk.snapshot.visited <= bound + 1, method);
+      assert.ok(walk.batchEntries > 0, method);
+      if (method === "snapshot") assert.equal(walk.snapshot.stoppedBy, "limit");
+    }
+  },
+);
 
-bpfTest(
+snapshotTest(
   "snapshot dump: a visit that throws in the hybrid's gap rejects the dump, and nothing else",
   async () => {
     using map = filled("hash", "syscall", SHAPES[0]);
@@ -384,7 +411,7 @@ bpfTest(
 // --- 3. The sentinel, written just before the snapshot starts -------------------------------
 
 for (const type of ["hash", "lru_hash"] as const) {
-  bpfTest(
+  snapshotTest(
     `snapshot dump: hybrid whose sentinel is deleted before the snapshot walks the whole map and drops the batch side [${type}]`,
     async () => {
       using map = filled(type, "syscall", SHAPES[1], ENTRIES, 2 * ENTRIES);
@@ -419,7 +446,7 @@ for (const type of ["hash", "lru_hash"] as const) {
     },
   );
 
-  bpfTest(
+  snapshotTest(
     `snapshot dump: hybrid with keys inserted at the sentinel keeps it: the snapshot stops there [${type}]`,
     async () => {
       using map = filled(type, "libbpf", SHAPES[2], ENTRIES, 4 * ENTRIES);
@@ -461,7 +488,7 @@ for (const type of ["hash", "lru_hash"] as const) {
   );
 }
 
-bpfTest(
+snapshotTest(
   "snapshot dump: hybrid whose batch side is empty hears a null sentinel and snapshots the whole map",
   async () => {
     using map = filled("hash", "syscall", SHAPES[0], 600, 1024);
@@ -509,7 +536,7 @@ for (const type of ["percpu_hash", "lru_percpu_hash", "percpu_array"] as const) 
   });
 }
 
-bpfTest(
+snapshotTest(
   "snapshot dump: auto on a percpu_hash map picks a batch method and says why not the snapshot",
   async () => {
     using map = BpfMap.create({ type: "percpu_hash", keySize: 4, valueSize: 8, maxEntries: 4096 });
@@ -538,7 +565,7 @@ bpfTest(
 
 // --- 5. auto and the cost model ------------------------------------------------------------------
 
-bpfTest(
+snapshotTest(
   "snapshot dump: auto on a 5000-entry hash map names its method and reason, and is verified",
   async () => {
     using map = filled("hash", "syscall", SHAPES[0]);
@@ -737,7 +764,7 @@ interface LiveTally {
 async function liveDump(
   map: BpfMap,
   method: DumpMethod,
-  options: { snapshot?: MapSnapshot; pool?: ParallelPool; counter: KernelCounter },
+  options: { snapshot?: MapSnapshot; pool?: ParallelPool; counter: MapCounter },
   tally: LiveTally,
 ): Promise<void> {
   const heard = new Set<number>();
@@ -780,7 +807,7 @@ async function liveDump(
     assert.equal(result.verified, false, what);
     assert.match(
       verdict(result),
-      /^Map written during the dump \(kernel count \d+ -> \d+\): each key once/,
+      new RegExp(`^Map written during the dump \\(${countOf("\\d+ -> \\d+")}\\): each key once`),
     );
     assert.match(
       verdict(result),
@@ -800,13 +827,12 @@ async function liveDump(
 }
 
 for (const backend of ALL_BACKENDS) {
-  bpfTest(
+  snapshotTest(
     `snapshot dump: a map written by the kernel churn writer: no key twice, the dump ends, the verdict is honest [${backend}]`,
     async () => {
       using map = liveMap(backend);
-      const counter = KernelCounter.open();
-      assert.ok(typeof counter !== "string", `${counter}`);
-      using _counter = counter;
+      // The count checks the kernel's walk: never a bpf_for_each_map_elem or LOOKUP_BATCH pass.
+      using counter = MapCounter.open(map, { method: "hybrid" });
       using pool = await ParallelPool.start(1);
       using snapshot = MapSnapshot.open(map);
       using bounded = MapSnapshot.open(map, { maxElemsPerCall: 5000 });
@@ -836,13 +862,11 @@ for (const backend of ALL_BACKENDS) {
   );
 }
 
-bpfTest(
+snapshotTest(
   "snapshot dump: a map written by the user churn writer: no key twice, the dump ends, the verdict is honest",
   async () => {
     using map = liveMap("syscall");
-    const counter = KernelCounter.open();
-    assert.ok(typeof counter !== "string", `${counter}`);
-    using _counter = counter;
+    using counter = MapCounter.open(map, { method: "hybrid" });
     using pool = await ParallelPool.start(1);
     using snapshot = MapSnapshot.open(map);
     const tally: LiveTally = { dumps: 0, changed: 0, stableMissed: 0 };
@@ -867,8 +891,7 @@ bpfTest(
 
 const GC_ROUNDS = 36;
 
-gcTest(
-  import.meta.url,
+snapshotGcTest(
   "snapshot dump gc: snapshots opened, dumped through and closed with forced GCs; every dump verified",
   async (gc) => {
     const maps = [
@@ -876,13 +899,13 @@ gcTest(
       filled("lru_hash", "libbpf", SHAPES[2], 2000),
       filled("array", "syscall", { keySize: 4, valueSize: 32 }, 2000),
     ];
-    const counter = KernelCounter.open();
-    assert.ok(typeof counter !== "string", `${counter}`);
+    const counters = maps.map((map) => MapCounter.open(map, { method: "hybrid" }));
     const pool = await ParallelPool.start(1);
     const late: MapSnapshot[] = [];
     try {
       for (let round = 0; round < GC_ROUNDS; round++) {
         const map = maps[round % maps.length];
+        const counter = counters[round % maps.length];
         // Every fourth snapshot bounded: LOOKUP_BATCH reads a gap after it.
         const snapshot = MapSnapshot.open(map, round % 4 === 3 ? { maxElemsPerCall: 700 } : {});
         gc({ type: round % 6 === 0 ? "major" : "minor" });
@@ -932,7 +955,7 @@ gcTest(
     } finally {
       for (const snapshot of late) snapshot.close();
       pool.close();
-      counter.close();
+      for (const counter of counters) counter.close();
       for (const map of maps) map.close();
     }
     gc();

@@ -25,15 +25,24 @@ import { cursorSpace } from "../ffi/dump/parallel.ts";
 import { libbpfSymbols } from "../ffi/sys/libbpf.ts";
 import {
   bucketCount,
-  kernelRunsSyscallPrograms,
   MapSnapshot,
-  missingCapabilities,
   snapshotElementBound,
   snapshotLayout,
   snapshotNsPerElement,
   type SnapshotStats,
 } from "../ffi/dump/snapshot.ts";
-import { ALL_BACKENDS, bpfTest, gcTest, ROOT } from "./_helpers.ts";
+import { ALL_BACKENDS, bpfTest, type Collect, facilityTest, gcTest, ROOT } from "./_helpers.ts";
+import { SNAPSHOT_FACILITIES } from "../ffi/dump/snapshot.ts";
+
+/** A test of the snapshot: skipped, with the probe's reason, where the kernel cannot run it. */
+function snapshotTest(name: string, fn: () => void | Promise<void>): void {
+  facilityTest(import.meta.url, name, SNAPSHOT_FACILITIES, fn);
+}
+
+/** `snapshotTest` with `gc()` (see `gcTest`). */
+function snapshotGcTest(name: string, fn: (gc: Collect) => void | Promise<void>): void {
+  gcTest(import.meta.url, name, fn, SNAPSHOT_FACILITIES);
+}
 
 /** Key and value sizes: the study's u32 pair, wide records, a long value, odd sizes. */
 const SHAPES = [
@@ -139,7 +148,7 @@ for (const backend of ALL_BACKENDS) {
   for (const type of TYPES) {
     for (const shape of SHAPES) {
       if (type === "array" && shape.keySize !== 4) continue;
-      bpfTest(
+      snapshotTest(
         `snapshot: every key once with its value, ${shape.keySize}-byte keys, ${shape.valueSize}-byte values [${type}, ${backend}]`,
         () => {
           using map = filled(type, backend, shape);
@@ -172,7 +181,7 @@ for (const backend of ALL_BACKENDS) {
 }
 
 for (const type of ["hash", "lru_hash"] as const) {
-  bpfTest(`snapshot of an empty map [${type}]`, () => {
+  snapshotTest(`snapshot of an empty map [${type}]`, () => {
     using map = BpfMap.create({ type, keySize: 8, valueSize: 8, maxEntries: 100 });
     using snapshot = MapSnapshot.open(map);
     const stats = snapshot.forEachBatch(() => assert.fail("a batch"));
@@ -205,7 +214,7 @@ function checkResume(map: BpfMap, stats: SnapshotStats, seen: Seen, bound: numbe
 for (const type of TYPES) {
   for (const shape of [SHAPES[0], SHAPES[3]]) {
     if (type === "array" && shape.keySize !== 4) continue;
-    bpfTest(
+    snapshotTest(
       `snapshot stops at maxElemsPerCall and says where LOOKUP_BATCH resumes, ${shape.keySize}/${shape.valueSize} [${type}]`,
       () => {
         using map = filled(type, "syscall", shape);
@@ -220,7 +229,7 @@ for (const type of TYPES) {
   }
 }
 
-bpfTest("snapshot of a BPF_F_NO_PREALLOC hash map stops and resumes exactly", () => {
+snapshotTest("snapshot of a BPF_F_NO_PREALLOC hash map stops and resumes exactly", () => {
   using map = BpfMap.create({
     type: "hash",
     keySize: 8,
@@ -243,18 +252,21 @@ bpfTest("snapshot of a BPF_F_NO_PREALLOC hash map stops and resumes exactly", ()
   checkResume(map, bounded.forEachBatch(seen.batch), seen, 2500);
 });
 
-bpfTest("snapshot of 512-byte keys and 4100-byte values (copied by bpf_probe_read_kernel)", () => {
-  using map = filled("hash", "syscall", { keySize: 512, valueSize: 4100 }, 1000);
-  using snapshot = MapSnapshot.open(map);
-  const seen = new Seen(map);
-  assert.equal(snapshot.forEachBatch(seen.batch).entries, 1000);
-  assert.equal(seen.ids.size, 1000);
-  using bounded = MapSnapshot.open(map, { maxElemsPerCall: 400 });
-  const part = new Seen(map);
-  checkResume(map, bounded.forEachBatch(part.batch), part, 400);
-});
+snapshotTest(
+  "snapshot of 512-byte keys and 4100-byte values (copied by bpf_probe_read_kernel)",
+  () => {
+    using map = filled("hash", "syscall", { keySize: 512, valueSize: 4100 }, 1000);
+    using snapshot = MapSnapshot.open(map);
+    const seen = new Seen(map);
+    assert.equal(snapshot.forEachBatch(seen.batch).entries, 1000);
+    assert.equal(seen.ids.size, 1000);
+    using bounded = MapSnapshot.open(map, { maxElemsPerCall: 400 });
+    const part = new Seen(map);
+    checkResume(map, bounded.forEachBatch(part.batch), part, 400);
+  },
+);
 
-bpfTest("snapshot: a map of exactly maxElemsPerCall entries completes in one run", () => {
+snapshotTest("snapshot: a map of exactly maxElemsPerCall entries completes in one run", () => {
   using map = filled("hash", "libbpf", SHAPES[0]);
   using snapshot = MapSnapshot.open(map, { maxElemsPerCall: ENTRIES });
   const stats = snapshot.forEachBatch(() => {});
@@ -262,7 +274,7 @@ bpfTest("snapshot: a map of exactly maxElemsPerCall entries completes in one run
   assert.equal(stats.entries, ENTRIES);
 });
 
-bpfTest("snapshot: kernelTimeBudgetMs sets the element bound", () => {
+snapshotTest("snapshot: kernelTimeBudgetMs sets the element bound", () => {
   using map = filled("hash", "syscall", SHAPES[0]);
   using snapshot = MapSnapshot.open(map, { kernelTimeBudgetMs: 0.2 });
   assert.ok(snapshot.maxElemsPerCall < ENTRIES, `${snapshot.maxElemsPerCall}`);
@@ -273,7 +285,7 @@ bpfTest("snapshot: kernelTimeBudgetMs sets the element bound", () => {
 for (const type of TYPES) {
   for (const shape of [SHAPES[0], SHAPES[1], SHAPES[3]]) {
     if (type === "array" && shape.keySize !== 4) continue;
-    bpfTest(
+    snapshotTest(
       `snapshot stopAtKey hands out exactly the entries before the sentinel, ${shape.keySize}/${shape.valueSize} [${type}]`,
       () => {
         using map = filled(type, "syscall", shape);
@@ -303,7 +315,7 @@ for (const type of TYPES) {
   }
 }
 
-bpfTest("snapshot stopAtKey: a key not in the map yields a complete snapshot", () => {
+snapshotTest("snapshot stopAtKey: a key not in the map yields a complete snapshot", () => {
   using map = filled("hash", "syscall", SHAPES[3]);
   using snapshot = MapSnapshot.open(map);
   const seen = new Seen(map);
@@ -318,7 +330,7 @@ bpfTest("snapshot stopAtKey: a key not in the map yields a complete snapshot", (
   assert.equal(again.entries, ENTRIES);
 });
 
-bpfTest("snapshot stopAtKey past the bound: the bound stops the walk first", () => {
+snapshotTest("snapshot stopAtKey past the bound: the bound stops the walk first", () => {
   using map = filled("hash", "syscall", SHAPES[0]);
   using snapshot = MapSnapshot.open(map, { maxElemsPerCall: SMALL_BOUND });
   const all = batchOrder(map);
@@ -328,7 +340,7 @@ bpfTest("snapshot stopAtKey past the bound: the bound stops the walk first", () 
   checkResume(map, stats, seen, SMALL_BOUND);
 });
 
-bpfTest(
+snapshotTest(
   "snapshot keeps working after its BpfMap is closed (it holds a reference of its own)",
   () => {
     const map = filled("hash", "syscall", SHAPES[2]);
@@ -340,31 +352,34 @@ bpfTest(
   },
 );
 
-bpfTest("snapshot: close() twice is fine; walks after close and close during a walk refuse", () => {
-  using map = filled("hash", "syscall", SHAPES[0]);
-  const snapshot = MapSnapshot.open(map);
-  // Closing from the callback: the walk stops with an error instead of reading the unmapped output.
-  assert.throws(
-    () => snapshot.forEachBatch(() => snapshot.close(), { batchEntries: 100 }),
-    (e: unknown) =>
-      e instanceof BpfArgumentError && /closed during its forEachBatch/.test(e.message),
-  );
-  snapshot.close();
-  snapshot[Symbol.dispose]();
-  assert.throws(
-    () => snapshot.forEachBatch(() => {}),
-    /snapshot of the map \d+ "snap_test" is closed/,
-  );
-  // What was handed out before is a copy: still readable.
-  using again = MapSnapshot.open(map);
-  let kept: Uint8Array | undefined;
-  again.forEachBatch((b) => kept ??= b.keys);
-  again.close();
-  assert.equal(kept?.byteLength, ENTRIES * 4);
-  assert.ok(kept!.reduce((sum, byte) => sum + byte, 0) > 0);
-});
+snapshotTest(
+  "snapshot: close() twice is fine; walks after close and close during a walk refuse",
+  () => {
+    using map = filled("hash", "syscall", SHAPES[0]);
+    const snapshot = MapSnapshot.open(map);
+    // Closing from the callback: the walk stops with an error instead of reading the unmapped output.
+    assert.throws(
+      () => snapshot.forEachBatch(() => snapshot.close(), { batchEntries: 100 }),
+      (e: unknown) =>
+        e instanceof BpfArgumentError && /closed during its forEachBatch/.test(e.message),
+    );
+    snapshot.close();
+    snapshot[Symbol.dispose]();
+    assert.throws(
+      () => snapshot.forEachBatch(() => {}),
+      /snapshot of the map \d+ "snap_test" is closed/,
+    );
+    // What was handed out before is a copy: still readable.
+    using again = MapSnapshot.open(map);
+    let kept: Uint8Array | undefined;
+    again.forEachBatch((b) => kept ??= b.keys);
+    again.close();
+    assert.equal(kept?.byteLength, ENTRIES * 4);
+    assert.ok(kept!.reduce((sum, byte) => sum + byte, 0) > 0);
+  },
+);
 
-bpfTest("snapshot: a walk from inside a walk of the same snapshot is refused", () => {
+snapshotTest("snapshot: a walk from inside a walk of the same snapshot is refused", () => {
   using map = filled("hash", "syscall", SHAPES[0]);
   using snapshot = MapSnapshot.open(map);
   assert.throws(
@@ -413,7 +428,7 @@ bpfTest("snapshot refuses an lpm_trie and a queue map in one line", () => {
   refuses(() => MapSnapshot.open(queue), BpfArgumentError, /type 22/);
 });
 
-bpfTest("snapshot refuses sizes it cannot hold, saying how many bytes it needed", () => {
+snapshotTest("snapshot refuses sizes it cannot hold, saying how many bytes it needed", () => {
   // 1M entries of 64 KiB values: 64 GiB of output.
   using big = BpfMap.create({
     type: "hash",
@@ -477,17 +492,6 @@ Deno.test("snapshot: the element bound follows the table's size, under the time 
   assert.throws(() => snapshotElementBound({ kernelTimeBudgetMs: 0 }), BpfArgumentError);
 });
 
-Deno.test("snapshot: kernel releases and capability sets it refuses", () => {
-  assert.equal(kernelRunsSyscallPrograms("5.13.19-generic"), false);
-  assert.equal(kernelRunsSyscallPrograms("4.19.0"), false);
-  assert.equal(kernelRunsSyscallPrograms("5.14.0-70.el9.x86_64"), true);
-  assert.equal(kernelRunsSyscallPrograms("6.18.44-fc-v769"), true);
-  assert.deepEqual(missingCapabilities("000001ffffffffff"), []);
-  assert.deepEqual(missingCapabilities("0000000000200000"), []); // CAP_SYS_ADMIN alone
-  assert.deepEqual(missingCapabilities("0000008000000000"), ["CAP_PERFMON"]); // CAP_BPF alone
-  assert.deepEqual(missingCapabilities("0000000000000000"), ["CAP_BPF", "CAP_PERFMON"]);
-});
-
 Deno.test("snapshot: output layout packs keys and values in groups of 8-byte multiples", () => {
   assert.deepEqual(snapshotLayout(4, 4, 5), {
     capacity: 5,
@@ -544,14 +548,13 @@ bpfTest("snapshot refuses a thread without CAP_BPF in one line", async () => {
   assert.equal(out.split("\n").length, 1, out);
   assert.match(
     out,
-    /^BpfError: BPF_PROG_LOAD .* failed: EPERM .*: run as root or grant CAP_BPF and CAP_PERFMON$/,
+    /^BpfUnavailableError: the snapshot cannot run here: .* need CAP_BPF and CAP_PERFMON, which this process lacks: run as root or grant CAP_BPF and CAP_PERFMON: use LOOKUP_BATCH \(--method batch\)$/,
   );
 });
 
 const GC_SNAPSHOTS = 120;
 
-gcTest(
-  import.meta.url,
+snapshotGcTest(
   "snapshot gc: many snapshots opened, walked and closed with forced GCs",
   (gc) => {
     const shapes = [SHAPES[0], SHAPES[3], SHAPES[1]];
@@ -587,7 +590,7 @@ gcTest(
   },
 );
 
-gcTest(import.meta.url, "snapshot gc: the map handle and the snapshot die in any order", (gc) => {
+snapshotGcTest("snapshot gc: the map handle and the snapshot die in any order", (gc) => {
   for (let i = 0; i < 40; i++) {
     const map = filled(i % 2 ? "lru_hash" : "hash", "libbpf", SHAPES[2], 500);
     const snapshot = MapSnapshot.open(map);

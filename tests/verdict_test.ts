@@ -65,6 +65,7 @@ function result(overrides: Partial<DumpResult>): DumpResult {
     expected: 10,
     countBefore: 10,
     countUnavailable: null,
+    countSource: "kernel",
     changed: false,
     stableOnce: true,
     seconds: 0,

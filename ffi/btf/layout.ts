@@ -9,7 +9,7 @@
  * @module
  */
 
-import { field, type Layout } from "../sys/layout.ts";
+import { BTF_LOAD_ATTR, field, type Layout } from "../sys/layout.ts";
 
 /** `BTF_MAGIC`: the first two bytes of BTF, in the byte order of the data. */
 export const BTF_MAGIC = 0xeb9f;
@@ -148,17 +148,8 @@ export const BTF_GET_FD_BY_ID_ATTR = {
   },
 } as const satisfies Layout;
 
-/** `union bpf_attr`, arm of `BPF_BTF_LOAD` (the fields Linux 5.x and 6.x share). */
-export const BTF_LOAD_ATTR = {
-  type: "union bpf_attr",
-  fields: {
-    btf: field(0, 8, "btf"),
-    btfLogBuf: field(8, 8, "btf_log_buf"),
-    btfSize: field(16, 4, "btf_size"),
-    btfLogSize: field(20, 4, "btf_log_size"),
-    btfLogLevel: field(24, 4, "btf_log_level"),
-  },
-} as const satisfies Layout;
+/** `union bpf_attr`, arm of `BPF_BTF_LOAD`: kept with the other arms, in `sys/layout.ts`. */
+export { BTF_LOAD_ATTR };
 
 /** Every BTF layout, by the name a probe prints (`linux/btf.h` and `linux/bpf.h`). */
 export const BTF_LAYOUTS = {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type KernelCount, KernelCounter } from "./count.ts";
+import { COUNT_SOURCES, type CountSource, type KernelCount, MapCounter } from "./count.ts";
 import { cpuTimes } from "../sys/libc.ts";
 import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
@@ -23,6 +23,8 @@ import { peakRss } from "../sys/system.ts";
 import { KeySet, KeySetInBackground } from "./verify.ts";
 import { isArray } from "../sys/constants.ts";
 import { DEFAULT_CHUNK } from "./walk.ts";
+import { requireMethod } from "./methods.ts";
+import { lookupBatchFacility, unavailableReason } from "../sys/features.ts";
 
 /** The ways to dump a map. */
 export const DUMP_METHODS = [
@@ -125,13 +127,17 @@ export interface DumpOptions {
   onRepeat?: (key: Uint8Array) => void;
   /**
    * The number of entries the map holds, when the caller knows it (the map is still): the
-   * dump is checked against it. Else the kernel's count is read just before the walk and
-   * just after, through `counter` (or a counter loaded for this dump), which also tells
-   * whether the map was written during the dump.
+   * dump is checked against it (a count by the method's own walk proves nothing: see
+   * `MapCounter`). Else the map is counted just before the walk and just after, through
+   * `counter` (or a counter opened for this dump and method), which also tells whether the
+   * map was written during the dump.
    */
   expected?: number | KernelCount;
-  /** A counting program already loaded (else one is loaded, untimed, for this dump). */
-  counter?: KernelCounter;
+  /**
+   * A counter already opened for the map (else one is opened, untimed, for this dump). One
+   * whose source is the method's own walk is not used.
+   */
+  counter?: MapCounter;
 }
 
 /** `Deno.memoryUsage()` figures, in bytes. */
@@ -168,8 +174,14 @@ export interface DumpResult {
   expected: number | null;
   /** The kernel's count just before the walk, if known. */
   countBefore: number | null;
-  /** Why the dump could not be checked against the kernel's count, or `null` when it was. */
+  /** Why the dump could not be checked against a count, or `null` when it was. */
   countUnavailable: string | null;
+  /**
+   * Where the counts came from: `kernel` (the kernel's own count), `for_each`, `iter`,
+   * `batch` or `keys` (a pass of a walk that is not the method's own), `array` (an array
+   * holds `max_entries`), `given` (`DumpOptions.expected`); `null` without a count.
+   */
+  countSource: CountSource | null;
   /**
    * Whether the map was written during the dump, as far as can be told: the kernel's count
    * moved, or the kernel's walk returned a key again.
@@ -220,23 +232,44 @@ function findProblem(
   entries: number,
   distinct: number,
   changed: boolean,
-  before: number | undefined,
-  after: number | undefined,
+  before: KernelCount,
+  after: KernelCount,
 ): string | null {
   if (method === "seed-compat" && distinct !== entries) {
     return `${
       entries - distinct
     } of ${entries} keys were reported more than once (${distinct} distinct)`;
   }
-  if (!changed && after !== undefined && distinct !== after) {
-    const counts = before === after ? `${after} entries before and after` : `${after} entries`;
-    return `saw ${distinct} distinct keys but the kernel counts ${counts} (was the map written during the dump?)`;
+  if (!changed && after.count !== undefined && distinct !== after.count) {
+    const counts = before.count === after.count
+      ? `${after.count} entries before and after`
+      : `${after.count} entries`;
+    const who = after.source === "kernel" || after.source === "array"
+      ? "the kernel counts"
+      : after.source === "given"
+      ? "the count given is"
+      : `${COUNT_SOURCES[after.source]} counts`;
+    return `saw ${distinct} distinct keys but ${who} ${counts} (was the map written during the dump?)`;
   }
   return null;
 }
 
 function asKernelCount(expected: number | KernelCount): KernelCount {
-  return typeof expected === "number" ? { count: expected } : expected;
+  return typeof expected === "number" ? { count: expected, source: "given" } : expected;
+}
+
+/** How a verdict names a count: `kernel count 5`, `count 5 by a bpf_for_each_map_elem pass`. */
+function countLabel(source: CountSource | null, count: number | string): string {
+  switch (source) {
+    case "kernel":
+    case "array":
+    case null:
+      return `kernel count ${count}`;
+    case "given":
+      return `count ${count} given`;
+    default:
+      return `count ${count} by ${COUNT_SOURCES[source]}`;
+  }
 }
 
 /**
@@ -247,7 +280,7 @@ export function verdict(result: DumpResult): string {
   if (result.problem !== null) return `NOT VERIFIED: ${result.problem}`;
   if (result.changed) {
     const counts = result.countBefore !== null && result.expected !== null
-      ? `kernel count ${result.countBefore} -> ${result.expected}`
+      ? countLabel(result.countSource, `${result.countBefore} -> ${result.expected}`)
       : `kernel count unavailable: ${result.countUnavailable}`;
     const dropped = [
       result.duplicates ? `${result.duplicates} repeated keys dropped` : "",
@@ -263,7 +296,9 @@ export function verdict(result: DumpResult): string {
   if (result.countUnavailable !== null) {
     return `Every key once, ${result.distinct} distinct; kernel count unavailable: ${result.countUnavailable}`;
   }
-  return `Verified: every key once, ${result.distinct} distinct (kernel count ${result.expected})`;
+  return `Verified: every key once, ${result.distinct} distinct (${
+    countLabel(result.countSource, result.expected!)
+  })`;
 }
 
 /** A batch without the entries at `drop` (indexes in ascending order): fresh buffers. */
@@ -376,10 +411,13 @@ async function walk(
 export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<DumpResult> {
   const setupStart = performance.now();
   const given = options.expected === undefined ? undefined : asKernelCount(options.expected);
-  const opened = given || options.counter ? undefined : KernelCounter.open();
-  const counter = options.counter ?? (typeof opened === "string" ? undefined : opened);
-  const countNow = (): KernelCount =>
-    given ?? counter?.count(map) ?? { unavailable: opened as string };
+  // Counters opened here for this dump (closed at its end), by the method they check.
+  const opened: MapCounter[] = [];
+  const openCounter = (method?: DumpMethod): MapCounter => {
+    const counter = MapCounter.open(map, { method });
+    opened.push(counter);
+    return counter;
+  };
   const shape: MapShape = {
     type: map.info.type,
     entries: map.info.maxEntries,
@@ -388,10 +426,13 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   };
   let plan: Plan | null = null;
   if (options.method === "auto") {
-    shape.entries = countNow().count ?? map.info.maxEntries;
+    // Any count serves an estimate: the verdict's count is chosen once the method is.
+    shape.entries = (given ?? (options.counter ?? openCounter()).count()).count ??
+      map.info.maxEntries;
     plan = choosePlan(shape, {
       cpus: navigator.hardwareConcurrency,
       snapshotUnavailable: options.snapshot || options.steady ? null : MapSnapshot.unavailable(map),
+      batchUnavailable: unavailableReason(lookupBatchFacility(map.info.type) ?? "maps"),
       snapshotBound: options.snapshot?.elementLimit ??
         snapshotElementBound(
           { kernelTimeBudgetMs: options.kernelTimeBudgetMs },
@@ -404,6 +445,13 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   }
   const method: DumpMethod = plan?.method ?? (options.method as DumpMethod | undefined) ??
     "batch";
+  requireMethod(method, map.info.type);
+  const counter = given
+    ? undefined
+    : options.counter && !options.counter.sharesWalkWith(method)
+    ? options.counter
+    : openCounter(method);
+  const countNow = (): KernelCount => given ?? counter!.count();
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;
   const started = !options.pool && (method === "parallel" || method === "hybrid")
     ? await (method === "parallel"
@@ -418,7 +466,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
         : undefined);
   } catch (e) {
     started?.close();
-    if (typeof opened !== "string") opened?.close();
+    for (const counter of opened) counter.close();
     throw e;
   }
   const openedSnapshot = options.snapshot ? undefined : snapshot;
@@ -461,14 +509,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     const duplicates = method === "seed-compat" ? 0 : counted.duplicates;
     const distinct = counted.added - counted.duplicates;
     const changed = before.count !== after.count || duplicates > 0 || stats.restarts > 0;
-    const problem = findProblem(
-      method,
-      counted.added,
-      distinct,
-      changed,
-      before.count,
-      after.count,
-    );
+    const problem = findProblem(method, counted.added, distinct, changed, before, after);
     return {
       method,
       plan,
@@ -481,6 +522,7 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
       expected: after.count ?? null,
       countBefore: before.count ?? null,
       countUnavailable: after.unavailable ?? null,
+      countSource: after.source ?? null,
       changed,
       stableOnce: promisesStableKeysOnce(method),
       seconds,
@@ -499,6 +541,6 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     started?.close();
     openedSnapshot?.close();
     background?.close();
-    if (typeof opened !== "string") opened?.close();
+    for (const counter of opened) counter.close();
   }
 }

@@ -8,6 +8,7 @@
  */
 
 import { BpfArgumentError } from "../sys/errors.ts";
+import { requireFacilities } from "../sys/features.ts";
 import { ownedBytes } from "../sys/buffers.ts";
 import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
 import { BpfObject, builtObjectPath, type IterLink } from "../map/object.ts";
@@ -78,7 +79,10 @@ export class MapIterator implements Disposable {
     this.#link = link;
   }
 
-  /** Loads the dump program with `map`'s key and value sizes and attaches it to `map`. */
+  /**
+   * Loads the dump program with `map`'s key and value sizes and attaches it to `map`;
+   * refuses in one line, loading nothing, where the kernel refuses bpf_iter programs.
+   */
   static attach(map: BpfMap, objectPath: string = builtObjectPath("dump_iter.bpf.o")): MapIterator {
     if (map.keySize + map.valueBytes > MAX_RECORD) {
       throw new BpfArgumentError(
@@ -87,6 +91,11 @@ export class MapIterator implements Disposable {
         } bytes for ${map.subject}: bpf_iter records are at most ${MAX_RECORD} bytes`,
       );
     }
+    requireFacilities(
+      ["kernel_btf", "iter_map_elem"],
+      "the bpf_iter dump",
+      "use the batch method instead (--method batch)",
+    );
     const object = BpfObject.open(objectPath);
     try {
       const sizes = new Uint32Array([map.keySize, map.valueBytes]);

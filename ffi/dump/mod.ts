@@ -1,7 +1,7 @@
 /**
  * Reading a whole map: the walkers (per entry, batch), the parallel, bpf_iter, snapshot and
- * hybrid dumps, the cost model that picks one, and the verification of what a dump reported
- * (a key set, the kernel's own count).
+ * hybrid dumps, what each needs of the kernel, the cost model that picks one, and the
+ * verification of what a dump reported (a key set, a count that is not the dump's own walk).
  *
  * @module
  */
@@ -32,7 +32,17 @@ export {
   walkRanges,
 } from "./parallel.ts";
 export { MapIterator } from "./iter.ts";
-export { type KernelCount, KernelCounter, kernelEntryCount, readKernelCount } from "./count.ts";
+export {
+  COUNT_SOURCES,
+  type CountSource,
+  type KernelCount,
+  KernelCounter,
+  kernelEntryCount,
+  MapCounter,
+  type MapCounterOptions,
+  readKernelCount,
+} from "./count.ts";
+export { FALLBACK_METHOD, methodFacilities, methodUnavailable, requireMethod } from "./methods.ts";
 export { KeySet } from "./verify.ts";
 export {
   MapSnapshot,

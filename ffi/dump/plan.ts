@@ -67,6 +67,8 @@ export interface Abilities {
   cpus: number;
   /** Why the snapshot cannot run here (type, kernel, privileges, object), or `null` when it can. */
   snapshotUnavailable: string | null;
+  /** Why LOOKUP_BATCH cannot walk this map here (the kernel refuses it), or `null` when it can. */
+  batchUnavailable?: string | null;
   /** The most elements one snapshot run may copy (its bound on kernel time). */
   snapshotBound: number;
   /** Workers already started (a pool given): no start-up to pay. */
@@ -194,10 +196,11 @@ export function choosePlan(shape: MapShape, abilities: Abilities): Plan {
   const fill = buckets > 0
     ? `${entries.toLocaleString("en-US")} entries in ${buckets.toLocaleString("en-US")} buckets`
     : `${entries.toLocaleString("en-US")} entries`;
-  if (!supportsBatch(shape.type)) {
+  if (!supportsBatch(shape.type) || abilities.batchUnavailable) {
+    const why = abilities.batchUnavailable ?? "the map type has no LOOKUP_BATCH";
     return {
       method: "normal",
-      reason: `${fill}: the map type has no LOOKUP_BATCH, so entries are read one at a time`,
+      reason: `${fill}: ${why}, so entries are read one at a time`,
       estimatesMs: { normal: walkNs(RATES.normal, entries, buckets) / 1e6 },
     };
   }

@@ -14,22 +14,14 @@
  * @module
  */
 
-import { keepAlive, ownedBytes } from "../sys/buffers.ts";
+import { ownedBytes } from "../sys/buffers.ts";
 import { MapType, mapTypeName } from "../sys/constants.ts";
-import { BpfArgumentError, BpfError, check, Errno } from "../sys/errors.ts";
-import {
-  type Layout,
-  layoutSize,
-  LIBBPF_TEST_RUN_OPTS,
-  readU32,
-  readU64,
-  writeField,
-} from "../sys/layout.ts";
-import { dupFd, mapShared, Prot, readSmallFile, unmapRegion } from "../sys/libc.ts";
-import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "../sys/libbpf.ts";
-import { type BatchView, BpfMap, type WalkStats } from "../map/map.ts";
-import { builtObjectPath, findInObject, openObjectFile } from "../map/object.ts";
-import { pathExists } from "../sys/system.ts";
+import { BpfArgumentError, BpfError, Errno } from "../sys/errors.ts";
+import { type Facility, requireFacilities, unavailableReason } from "../sys/features.ts";
+import { type Layout, layoutSize, readU32, readU64, writeField } from "../sys/layout.ts";
+import { mapShared, Prot, readSmallFile, unmapRegion } from "../sys/libc.ts";
+import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
+import { BpfObject, builtObjectPath, type TestRun } from "../map/object.ts";
 
 /** The kernel time one run may take by default, in milliseconds. */
 export const DEFAULT_KERNEL_BUDGET_MS = 1000;
@@ -75,12 +67,6 @@ export const DEFAULT_SNAPSHOT_BATCH = 65_536;
 
 /** The largest value of an array element (`KMALLOC_MAX_SIZE` on x86_64 and arm64). */
 const MAX_ARRAY_VALUE = 4 * 1024 * 1024;
-/** `CAP_SYS_ADMIN`, `CAP_PERFMON` and `CAP_BPF` (`linux/capability.h`). */
-const CAP_SYS_ADMIN = 21;
-const CAP_PERFMON = 38;
-const CAP_BPF = 39;
-/** `BPF_PROG_TYPE_SYSCALL` runs through `BPF_PROG_TEST_RUN` from this release on. */
-const MIN_KERNEL = [5, 14] as const;
 
 /** Why one run of the walk stopped. */
 export const SnapshotStop = {
@@ -238,54 +224,15 @@ export function snapshotTarget(info: SnapshotTargetInfo): { isHash: boolean } {
   return { isHash: type !== MapType.array };
 }
 
-/** Whether a kernel release (`uname -r`, e.g. `6.1.0-18-amd64`) runs syscall programs (5.14+). */
-export function kernelRunsSyscallPrograms(release: string): boolean {
-  const match = release.match(/^(\d+)\.(\d+)/);
-  if (!match) return true; // unknown format: let the load decide
-  const [major, minor] = [Number(match[1]), Number(match[2])];
-  return major > MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor >= MIN_KERNEL[1]);
-}
-
-/**
- * The capabilities the snapshot needs that an effective set (`CapEff:` of
- * `/proc/thread-self/status`, hexadecimal) lacks: CAP_BPF (to load a syscall program) and
- * CAP_PERFMON (to read the elements' hashes), each implied by CAP_SYS_ADMIN.
- */
-export function missingCapabilities(capEff: string): string[] {
-  const caps = BigInt(`0x${capEff.trim() || "0"}`);
-  const has = (cap: number) => (caps >> BigInt(cap) & 1n) === 1n;
-  const missing: string[] = [];
-  if (!has(CAP_BPF) && !has(CAP_SYS_ADMIN)) missing.push("CAP_BPF");
-  if (!has(CAP_PERFMON) && !has(CAP_SYS_ADMIN)) missing.push("CAP_PERFMON");
-  return missing;
-}
-
-/** Why this kernel or thread cannot run the snapshot: the error to throw, or `null`. */
-function systemRefusal(subject: string): BpfError | null {
-  const release = readSmallFile("/proc/sys/kernel/osrelease")?.trim();
-  if (release !== undefined && !kernelRunsSyscallPrograms(release)) {
-    return new BpfError({
-      errno: Errno.EOPNOTSUPP,
-      command: "BPF_PROG_LOAD",
-      subject: `the snapshot program for ${subject}`,
-      hint: `Linux ${release} has no BPF_PROG_TYPE_SYSCALL test runs: the snapshot needs ${
-        MIN_KERNEL.join(".")
-      } or newer`,
-    });
-  }
-  // Capabilities are per thread: the loads and runs happen on this one.
-  const status = readSmallFile("/proc/thread-self/status") ?? readSmallFile("/proc/self/status");
-  const capEff = status?.match(/^CapEff:\s*([0-9a-f]+)/m)?.[1];
-  if (capEff === undefined) return null;
-  const missing = missingCapabilities(capEff);
-  if (missing.length === 0) return null;
-  return new BpfError({
-    errno: Errno.EPERM,
-    command: "BPF_PROG_LOAD",
-    subject: `the snapshot program for ${subject}`,
-    hint: `run as root or grant ${missing.join(" and ")}`,
-  });
-}
+/** What the snapshot needs of the kernel: its program, its helpers, its mapped output. */
+export const SNAPSHOT_FACILITIES: readonly Facility[] = [
+  "kernel_btf",
+  // First: it needs the most of the process (CAP_BPF and CAP_PERFMON), and says so.
+  "probe_read_kernel",
+  "syscall_programs",
+  "for_each_map_elem",
+  "mmapable_arrays",
+];
 
 /** Options of `MapSnapshot.open`. */
 export interface SnapshotOptions {
@@ -352,8 +299,8 @@ export interface SnapshotStats extends WalkStats {
 
 /** The loaded program and the mapped output of one snapshot. */
 interface Opened {
-  readonly object: Deno.PointerObject;
-  readonly programFd: number;
+  readonly object: BpfObject;
+  readonly run: TestRun;
   readonly stopKey: BpfMap;
   readonly keysAddress: Deno.PointerObject;
   readonly valuesAddress: Deno.PointerObject;
@@ -401,9 +348,6 @@ function elementsInBudget(budgetMs: number, nsPerElement: number): number {
   return Math.max(1, Math.floor(budgetMs * 1e6 / (nsPerElement * BUDGET_MARGIN)));
 }
 
-/** libbpf's first own error code; smaller ones are kernel errnos. */
-const LIBBPF_ERRNO_BASE = 4000;
-
 /**
  * An in-kernel snapshot of one map: the program loaded for it and its output mapped, both
  * kept between walks (setup costs milliseconds to tens of milliseconds: most of it creating
@@ -431,7 +375,6 @@ export class MapSnapshot implements Disposable {
   readonly buckets: number;
   /** Time to load the program, create the output and map it, in milliseconds. */
   readonly setupMs: number;
-  readonly #lib: LibbpfSymbols;
   readonly #keySize: number;
   readonly #valueSize: number;
   readonly #subject: string;
@@ -442,24 +385,24 @@ export class MapSnapshot implements Disposable {
   #limit: number;
   #opened: Opened | null;
   #walking = false;
-  // The run's context and libbpf's options, which holds the context's address: kept together.
-  readonly #args = ownedBytes(layoutSize(SNAP_ARGS));
-  readonly #argsView = new DataView(this.#args.buffer);
-  readonly #runOptions = ownedBytes(layoutSize(LIBBPF_TEST_RUN_OPTS));
+  // The run's context, copied in and back out (its `TestRun` keeps it referenced).
+  readonly #args: Uint8Array<ArrayBuffer>;
+  readonly #argsView: DataView;
   readonly #zeroKey = new Uint8Array(4);
   #handoutKeys = ownedBytes(0);
   #handoutValues = ownedBytes(0);
 
   private constructor(
-    lib: LibbpfSymbols,
     map: BpfMap,
+    args: Uint8Array<ArrayBuffer>,
     opened: Opened,
     maxElemsPerCall: number,
     budgetMs: number | undefined,
     layout: SnapshotLayout,
     setupMs: number,
   ) {
-    this.#lib = lib;
+    this.#args = args;
+    this.#argsView = new DataView(args.buffer);
     this.#keySize = map.keySize;
     this.#valueSize = map.valueSize;
     this.#subject = map.subject;
@@ -471,11 +414,6 @@ export class MapSnapshot implements Disposable {
     this.layout = layout;
     this.buckets = bucketCount(map.info.type, map.info.maxEntries);
     this.setupMs = setupMs;
-    const view = new DataView(this.#runOptions.buffer);
-    const f = LIBBPF_TEST_RUN_OPTS.fields;
-    writeField(view, f.sz, BigInt(this.#runOptions.byteLength));
-    writeField(view, f.ctxIn, Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#args)));
-    writeField(view, f.ctxSizeIn, this.#args.byteLength);
   }
 
   /**
@@ -518,11 +456,9 @@ export class MapSnapshot implements Disposable {
       if (e instanceof BpfArgumentError) return e.message;
       throw e;
     }
-    const refusal = systemRefusal(map.subject);
-    if (refusal) return refusal.message;
-    const path = options.objectPath ?? builtObjectPath("snapshot.bpf.o");
-    if (!pathExists(path)) return `${path} is missing (make build makes it)`;
-    return null;
+    const refused = unavailableReason(...SNAPSHOT_FACILITIES);
+    if (refused) return `the snapshot cannot run here: ${refused}`;
+    return BpfObject.missing(options.objectPath ?? builtObjectPath("snapshot.bpf.o"));
   }
 
   /**
@@ -549,13 +485,12 @@ export class MapSnapshot implements Disposable {
         } bytes of memory: lower maxElemsPerCall`,
       );
     }
-    const refusal = systemRefusal(subject);
-    if (refusal) throw refusal;
-    const lib = libbpfSymbols();
-    const opened = MapSnapshot.#load(lib, map, options, layout, isHash, needed);
+    requireFacilities(SNAPSHOT_FACILITIES, "the snapshot", "use LOOKUP_BATCH (--method batch)");
+    const args = ownedBytes(layoutSize(SNAP_ARGS));
+    const opened = MapSnapshot.#load(map, args, options, layout, isHash, needed);
     return new MapSnapshot(
-      lib,
       map,
+      args,
       opened,
       maxElemsPerCall,
       options.maxElemsPerCall === undefined ? kernelBudget(options) : undefined,
@@ -565,40 +500,27 @@ export class MapSnapshot implements Disposable {
   }
 
   static #load(
-    lib: LibbpfSymbols,
     map: BpfMap,
+    args: Uint8Array<ArrayBuffer>,
     options: SnapshotOptions,
     layout: SnapshotLayout,
     isHash: boolean,
     needed: string,
   ): Opened {
-    const path = options.objectPath ?? builtObjectPath("snapshot.bpf.o");
-    const object = openObjectFile(lib, path);
+    const object = BpfObject.open(options.objectPath ?? builtObjectPath("snapshot.bpf.o"));
     let stopKey: BpfMap | undefined;
     let keysAddress: Deno.PointerObject | undefined;
     try {
-      const subject = `the snapshot of ${map.subject}`;
-      const target = findInObject(lib, object, "map", "target", path);
-      const keysOut = findInObject(lib, object, "map", "keys_out", path);
-      const valuesOut = findInObject(lib, object, "map", "values_out", path);
-      const stopKeyMap = findInObject(lib, object, "map", "stop_key", path);
-      const rodata = findInObject(lib, object, "map", ".rodata", path);
-      const program = findInObject(lib, object, "program", "snapshot", path);
       const { keySize, valueSize } = map;
-      // libbpf takes a reference of its own (a dup of the fd): `map` may be closed after.
-      check(lib.bpf_map__reuse_fd(target, map.fd), "bpf_map__reuse_fd", { subject });
-      const sizes: [Deno.PointerObject, number, number][] = [
-        [keysOut, layout.keyGroup * keySize, layout.keyElements],
-        [valuesOut, layout.valueGroup * valueSize, layout.valueElements],
-        [stopKeyMap, keySize, 1],
+      object.reuseMap("target", map);
+      const sizes: [string, number, number][] = [
+        ["keys_out", layout.keyGroup * keySize, layout.keyElements],
+        ["values_out", layout.valueGroup * valueSize, layout.valueElements],
+        ["stop_key", keySize, 1],
       ];
       for (const [output, elementSize, elements] of sizes) {
-        check(lib.bpf_map__set_value_size(output, elementSize), "bpf_map__set_value_size", {
-          subject,
-        });
-        check(lib.bpf_map__set_max_entries(output, elements), "bpf_map__set_max_entries", {
-          subject,
-        });
+        object.setValueSize(output, elementSize);
+        object.setMaxEntries(output, elements);
       }
       const config = ownedBytes(layoutSize(SNAP_CONFIG));
       const view = new DataView(config.buffer);
@@ -610,49 +532,30 @@ export class MapSnapshot implements Disposable {
       writeField(view, f.isHash, isHash ? 1 : 0);
       writeField(view, f.wholeMap, layout.capacity >= map.info.maxEntries ? 1 : 0);
       writeField(view, f.capacity, BigInt(layout.capacity));
-      check(
-        lib.bpf_map__set_initial_value(rodata, config, BigInt(config.byteLength)),
-        "bpf_map__set_initial_value",
-        { subject },
-      );
-      const loaded = lib.bpf_object__load(object);
-      if (loaded < 0) {
-        throw new BpfError({
-          errno: -loaded,
-          command: "bpf_object__load",
-          subject,
-          hint: -loaded >= LIBBPF_ERRNO_BASE
-            ? libbpfMessage(loaded)
-            : -loaded === Errno.ENOMEM
+      object.setReadOnlyData(config);
+      object.load({
+        subject: `the snapshot of ${map.subject}`,
+        hint: (errno) =>
+          errno === Errno.ENOMEM
             ? `${needed}: lower maxElemsPerCall`
-            : -loaded === Errno.E2BIG
+            : errno === Errno.E2BIG
             ? `${needed}, or the verifier found the program too large (libbpf printed its log): lower maxElemsPerCall`
-            : -loaded === Errno.EPERM || -loaded === Errno.EACCES
-            ? "run as root or grant CAP_BPF and CAP_PERFMON"
-            : -loaded === Errno.EINVAL
-            ? "the kernel refused the program or its output: it needs Linux 5.14+ with BTF"
             : undefined,
-        });
-      }
-      const programFd = check(lib.bpf_program__fd(program), "bpf_program__fd", { subject });
-      stopKey = BpfMap.fromFd(
-        check(dupFd(check(lib.bpf_map__fd(stopKeyMap), "bpf_map__fd", { subject })), "dup", {
-          subject,
-        }),
-      );
-      const mapOutput = (output: Deno.PointerObject, bytes: number): Deno.PointerObject => {
-        const fd = check(lib.bpf_map__fd(output), "bpf_map__fd", { subject });
-        const address = mapShared(fd, bytes, Prot.READ);
+      });
+      stopKey = object.map("stop_key");
+      const subject = `the snapshot of ${map.subject}`;
+      const mapOutput = (output: string, bytes: number): Deno.PointerObject => {
+        const address = mapShared(object.mapFd(output), bytes, Prot.READ);
         if (typeof address === "number") {
           throw new BpfError({ errno: -address, command: "mmap", subject, hint: needed });
         }
         return address;
       };
-      keysAddress = mapOutput(keysOut, layout.keyBytes);
-      const valuesAddress = mapOutput(valuesOut, layout.valueBytes);
+      keysAddress = mapOutput("keys_out", layout.keyBytes);
+      const valuesAddress = mapOutput("values_out", layout.valueBytes);
       return {
         object,
-        programFd,
+        run: object.testRun("snapshot", args),
         stopKey,
         keysAddress,
         valuesAddress,
@@ -664,7 +567,7 @@ export class MapSnapshot implements Disposable {
     } catch (e) {
       if (keysAddress) unmapRegion(keysAddress, layout.keyBytes);
       stopKey?.close();
-      lib.bpf_object__close(object);
+      object.close();
       throw e;
     }
   }
@@ -716,20 +619,10 @@ export class MapSnapshot implements Disposable {
     const limit = this.#limit;
     writeField(view, a.limit, BigInt(limit));
     writeField(view, a.flags, stopAtKey ? SNAP_F_SENTINEL : 0n);
-    const run = requireSymbol("bpf_prog_test_run_opts", "0.7");
     const started = performance.now();
-    const result = run(opened.programFd, this.#runOptions);
+    const retval = opened.run.run();
     const kernelMs = performance.now() - started;
-    keepAlive(this.#args);
     syscalls++;
-    check(result, "BPF_PROG_TEST_RUN", {
-      subject: `the snapshot of the ${this.#subject}`,
-      hint: -result === Errno.EPERM ? "run as root or grant CAP_BPF" : undefined,
-    });
-    const retval = readU32(
-      new DataView(this.#runOptions.buffer),
-      LIBBPF_TEST_RUN_OPTS.fields.retval,
-    );
     const code = readU32(view, a.stopped);
     if (retval !== 0 || code === STOP_BAD_CONFIG || code > STOP_BAD_CONFIG) {
       throw new Error(
@@ -810,7 +703,7 @@ export class MapSnapshot implements Disposable {
     unmapRegion(opened.keysAddress, this.layout.keyBytes);
     unmapRegion(opened.valuesAddress, this.layout.valueBytes);
     opened.stopKey.close();
-    this.#lib.bpf_object__close(opened.object);
+    opened.object.close();
   }
 
   /** Unmaps the output and unloads the program (for `using`). */

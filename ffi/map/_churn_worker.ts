@@ -22,18 +22,9 @@ import { backend } from "../sys/backends.ts";
 import { ownedBytes } from "../sys/buffers.ts";
 import { BpfCommand, UpdateFlag } from "../sys/constants.ts";
 import { BpfError, check, Errno } from "../sys/errors.ts";
-import {
-  type Layout,
-  layoutSize,
-  LIBBPF_TEST_RUN_OPTS,
-  readU32,
-  readU64,
-  writeField,
-} from "../sys/layout.ts";
-import { dupFd } from "../sys/libc.ts";
-import { libbpfMessage, type LibbpfSymbols, libbpfSymbols, requireSymbol } from "../sys/libbpf.ts";
+import { type Layout, layoutSize, readU64, writeField } from "../sys/layout.ts";
 import { BpfMap } from "./map.ts";
-import { findInObject, openObjectFile } from "./object.ts";
+import { BpfObject, type TestRun } from "./object.ts";
 
 /** Index of the stop flag in the shared control array: 0 runs, 1 stops. */
 export const STOP_FLAG = 0;
@@ -89,9 +80,6 @@ const USER_MAX_CHUNK = 64;
 const KERNEL_MAX_CHUNK = 8192;
 /** What a write may be refused with, counted rather than thrown: the map full, a bucket busy. */
 const REFUSALS: readonly number[] = [Errno.E2BIG, Errno.ENOMEM, Errno.EAGAIN, Errno.EBUSY];
-
-/** libbpf's first own error code; smaller ones are kernel errnos. */
-const LIBBPF_ERRNO_BASE = 4000;
 
 /** `struct churn_config` of `bpf/churn_writer.bpf.c`: the program's `.rodata`. */
 export const CHURN_CONFIG = {
@@ -217,46 +205,23 @@ class UserWriter implements Writer {
 /** The kernel writer: `churn_writer.bpf.o` loaded on the map and run with BPF_PROG_TEST_RUN. */
 class KernelWriter implements Writer {
   failed = 0;
-  readonly #lib: LibbpfSymbols;
-  readonly #subject: string;
-  #object: Deno.PointerObject | null;
-  readonly #programFd: number;
-  // The run's context and libbpf's options, which holds the context's address: kept together.
+  readonly #object: BpfObject;
+  readonly #run: TestRun;
+  // The run's context (its `TestRun` keeps it referenced).
   readonly #args = ownedBytes(layoutSize(CHURN_ARGS));
   readonly #argsView = new DataView(this.#args.buffer);
-  readonly #options = ownedBytes(layoutSize(LIBBPF_TEST_RUN_OPTS));
-  readonly #optionsView = new DataView(this.#options.buffer);
-  readonly #testRun = requireSymbol("bpf_prog_test_run_opts", "0.7");
+  readonly #subject: string;
 
   constructor(job: ChurnJob) {
-    const lib = this.#lib = libbpfSymbols();
-    const path = job.objectPath;
-    const object = openObjectFile(lib, path);
-    this.#object = object;
+    const object = this.#object = BpfObject.open(job.objectPath);
     try {
       using map = BpfMap.fromId(job.mapId, { backend: job.backend });
-      const subject = this.#subject = `the kernel churn writer of ${map.subject}`;
-      const target = findInObject(lib, object, "map", "target", path);
-      const keyBuf = findInObject(lib, object, "map", "key_buf", path);
-      const valueBuf = findInObject(lib, object, "map", "value_buf", path);
-      const aimKeys = findInObject(lib, object, "map", "aim_keys", path);
-      const rodata = findInObject(lib, object, "map", ".rodata", path);
-      const program = findInObject(lib, object, "program", "churn", path);
-      // libbpf takes a reference of its own (a dup of the fd) and the map's type and sizes.
-      check(lib.bpf_map__reuse_fd(target, map.fd), "bpf_map__reuse_fd", { subject });
+      this.#subject = `the kernel churn writer of ${map.subject}`;
+      object.reuseMap("target", map);
+      object.setValueSize("key_buf", map.keySize);
+      object.setValueSize("value_buf", map.valueSize);
       const aimCount = job.aim?.length ?? 0;
-      const sizes: [Deno.PointerObject, number][] = [
-        [keyBuf, map.keySize],
-        [valueBuf, map.valueSize],
-      ];
-      for (const [buffer, size] of sizes) {
-        check(lib.bpf_map__set_value_size(buffer, size), "bpf_map__set_value_size", { subject });
-      }
-      check(
-        lib.bpf_map__set_max_entries(aimKeys, Math.max(aimCount, 1)),
-        "bpf_map__set_max_entries",
-        { subject },
-      );
+      object.setMaxEntries("aim_keys", Math.max(aimCount, 1));
       const config = ownedBytes(layoutSize(CHURN_CONFIG));
       const view = new DataView(config.buffer);
       const f = CHURN_CONFIG.fields;
@@ -264,59 +229,31 @@ class KernelWriter implements Writer {
       writeField(view, f.count, job.count);
       writeField(view, f.stable, job.stable);
       writeField(view, f.aimCount, aimCount);
-      check(
-        lib.bpf_map__set_initial_value(rodata, config, BigInt(config.byteLength)),
-        "bpf_map__set_initial_value",
-        { subject },
-      );
-      const loaded = lib.bpf_object__load(object);
-      if (loaded < 0) {
-        throw new BpfError({
-          errno: -loaded,
-          command: "bpf_object__load",
-          subject,
-          hint: -loaded >= LIBBPF_ERRNO_BASE
-            ? libbpfMessage(loaded)
-            : -loaded === Errno.EACCES
+      object.setReadOnlyData(config);
+      object.load({
+        subject: this.#subject,
+        hint: (errno) =>
+          errno === Errno.EACCES
             ? "the verifier refused the program: is the map read-only to programs (BPF_F_RDONLY_PROG)?"
-            : -loaded === Errno.EPERM
-            ? "run as root or grant CAP_BPF"
-            : -loaded === Errno.EINVAL
-            ? "the kernel refused the program: it needs Linux 5.17+ (bpf_loop in syscall programs)"
             : undefined,
-        });
-      }
+      });
       if (job.aim) {
-        const aimFd = check(lib.bpf_map__fd(aimKeys), "bpf_map__fd", { subject });
-        using aimMap = BpfMap.fromFd(check(dupFd(aimFd), "dup", { subject }));
+        using aimMap = object.map("aim_keys");
         const keys = new Uint8Array(new Uint32Array(job.aim.map((_, i) => i)).buffer);
         const values = new Uint8Array(new Uint32Array(job.aim).buffer);
         aimMap.updateBatch(keys, values);
       }
-      this.#programFd = check(lib.bpf_program__fd(program), "bpf_program__fd", { subject });
+      this.#run = object.testRun("churn", this.#args);
     } catch (e) {
-      this.close();
+      object.close();
       throw e;
     }
-    const o = LIBBPF_TEST_RUN_OPTS.fields;
-    writeField(this.#optionsView, o.sz, BigInt(this.#options.byteLength));
-    writeField(
-      this.#optionsView,
-      o.ctxIn,
-      Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#args)),
-    );
-    writeField(this.#optionsView, o.ctxSizeIn, this.#args.byteLength);
   }
 
   run(n: number): number {
     const a = CHURN_ARGS.fields;
     writeField(this.#argsView, a.ops, BigInt(n));
-    const result = this.#testRun(this.#programFd, this.#options);
-    check(result, "BPF_PROG_TEST_RUN", {
-      subject: this.#subject,
-      hint: -result === Errno.EPERM ? "run as root or grant CAP_BPF" : undefined,
-    });
-    const retval = readU32(this.#optionsView, LIBBPF_TEST_RUN_OPTS.fields.retval);
+    const retval = this.#run.run();
     if (retval !== 0) {
       throw new Error(
         `The program of ${this.#subject} failed (return value ${retval}): rebuild build/churn_writer.bpf.o`,
@@ -327,9 +264,7 @@ class KernelWriter implements Writer {
   }
 
   close(): void {
-    if (this.#object === null) return;
-    this.#lib.bpf_object__close(this.#object);
-    this.#object = null;
+    this.#object.close();
   }
 }
 

@@ -23,6 +23,7 @@
 
 import { MapType, mapTypeName } from "../sys/constants.ts";
 import { BpfArgumentError, BpfError } from "../sys/errors.ts";
+import { type Facility, requireFacilities } from "../sys/features.ts";
 import type { ChurnJob, ChurnMessage } from "./_churn_worker.ts";
 import { BpfMap } from "./map.ts";
 import { builtObjectPath } from "./object.ts";
@@ -82,6 +83,9 @@ const CHURN_TYPES: readonly number[] = [
   MapType.percpu_hash,
   MapType.lru_percpu_hash,
 ];
+/** What the kernel writer needs of the kernel: a syscall program that loops with `bpf_loop`. */
+export const KERNEL_WRITER_FACILITIES: readonly Facility[] = ["syscall_programs", "loop"];
+
 /** How long a writer may take to start (the kernel writer loads a program). */
 const START_TIMEOUT_MS = 10_000;
 /** How long a writer may take to stop before its Worker is terminated regardless. */
@@ -233,6 +237,13 @@ class WorkerChurner implements Churner {
     options: ChurnOptions,
   ): Promise<WorkerChurner> {
     const fields = checkChurn(map, options);
+    if (writer === "kernel") {
+      requireFacilities(
+        KERNEL_WRITER_FACILITIES,
+        "the kernel churn writer",
+        "write from user space instead (startUserChurn, --writer user)",
+      );
+    }
     requireWorkerAccess();
     const control = new Int32Array(new SharedArrayBuffer(4));
     const job: ChurnJob = {

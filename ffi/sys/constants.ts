@@ -14,8 +14,10 @@ export const BpfCommand = {
   MAP_UPDATE_ELEM: 2,
   MAP_DELETE_ELEM: 3,
   MAP_GET_NEXT_KEY: 4,
+  PROG_LOAD: 5,
   OBJ_PIN: 6,
   OBJ_GET: 7,
+  PROG_TEST_RUN: 10,
   MAP_GET_NEXT_ID: 12,
   MAP_GET_FD_BY_ID: 14,
   OBJ_GET_INFO_BY_FD: 15,
@@ -26,6 +28,7 @@ export const BpfCommand = {
   MAP_LOOKUP_AND_DELETE_BATCH: 25,
   MAP_UPDATE_BATCH: 26,
   MAP_DELETE_BATCH: 27,
+  LINK_CREATE: 28,
   ITER_CREATE: 33,
 } as const;
 /** A `bpf(2)` command number. */

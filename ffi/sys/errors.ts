@@ -7,6 +7,7 @@
  */
 
 import { commandName } from "./constants.ts";
+import { privilegeHint } from "./privileges.ts";
 
 /** Linux errno numbers the toolkit names (x86_64 and aarch64 share them). */
 export const ERRNO_NAMES: Readonly<Record<number, string>> = {
@@ -74,11 +75,12 @@ const STRERROR: Readonly<Record<number, string>> = {
 };
 
 /** Hints for errno values whose fix is the same whatever the command. */
-const GENERIC_HINTS: Readonly<Record<number, string>> = {
-  [Errno.EPERM]: "run as root or grant CAP_BPF",
-  [Errno.EACCES]: "run as root or grant CAP_BPF",
-  [Errno.EOPNOTSUPP]: "this map type does not support the operation",
-  [Errno.ENOTSUPP]: "this map type does not support the operation",
+const GENERIC_HINTS: Readonly<Record<number, () => string>> = {
+  // Only when this thread lacks CAP_BPF is the fix to grant it.
+  [Errno.EPERM]: () => privilegeHint(),
+  [Errno.EACCES]: () => privilegeHint(),
+  [Errno.EOPNOTSUPP]: () => "this map type does not support the operation",
+  [Errno.ENOTSUPP]: () => "this map type does not support the operation",
 };
 
 /** What a `BpfError` is built from. */
@@ -124,7 +126,7 @@ export class BpfError extends Error {
       ? commandName(options.command)
       : options.command;
     const code = errnoName(options.errno);
-    const hint = options.hint ?? GENERIC_HINTS[options.errno];
+    const hint = options.hint ?? GENERIC_HINTS[options.errno]?.();
     const what = options.subject ? ` on ${options.subject}` : "";
     const reason = STRERROR[options.errno];
     super(
@@ -135,6 +137,21 @@ export class BpfError extends Error {
     this.code = code;
     this.command = command;
     this.hint = hint;
+  }
+}
+
+/**
+ * The kernel (or `BPF_DENY`) refuses this process a facility that an operation needs, as the
+ * probe of `features.ts` found: said in one line, before anything is loaded.
+ */
+export class BpfUnavailableError extends Error {
+  override name = "BpfUnavailableError";
+  /** The facility refused, e.g. `iter_map_elem`. */
+  readonly facility: string;
+
+  constructor(message: string, facility: string) {
+    super(message);
+    this.facility = facility;
   }
 }
 

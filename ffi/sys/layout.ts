@@ -149,6 +149,75 @@ export const MAP_INFO = {
   },
 } as const satisfies Layout;
 
+/** `union bpf_attr`, arm of `BPF_PROG_LOAD` (the fields the toolkit's small programs need). */
+export const PROG_LOAD_ATTR = {
+  type: "union bpf_attr",
+  fields: {
+    progType: field(0, 4, "prog_type"),
+    insnCnt: field(4, 4, "insn_cnt"),
+    insns: field(8, 8, "insns"),
+    license: field(16, 8, "license"),
+    logLevel: field(24, 4, "log_level"),
+    logSize: field(28, 4, "log_size"),
+    logBuf: field(32, 8, "log_buf"),
+    progFlags: field(44, 4, "prog_flags"),
+    progName: field(48, 16, "prog_name"),
+    expectedAttachType: field(68, 4, "expected_attach_type"),
+    progBtfFd: field(72, 4, "prog_btf_fd"),
+    funcInfoRecSize: field(76, 4, "func_info_rec_size"),
+    funcInfo: field(80, 8, "func_info"),
+    funcInfoCnt: field(88, 4, "func_info_cnt"),
+    attachBtfId: field(108, 4, "attach_btf_id"),
+    attachBtfObjFd: field(112, 4, "attach_btf_obj_fd"),
+  },
+} as const satisfies Layout;
+
+/** `union bpf_attr`, arm of `BPF_BTF_LOAD`. */
+export const BTF_LOAD_ATTR = {
+  type: "union bpf_attr",
+  fields: {
+    btf: field(0, 8, "btf"),
+    btfLogBuf: field(8, 8, "btf_log_buf"),
+    btfSize: field(16, 4, "btf_size"),
+    btfLogSize: field(20, 4, "btf_log_size"),
+    btfLogLevel: field(24, 4, "btf_log_level"),
+  },
+} as const satisfies Layout;
+
+/** `union bpf_attr`, arm of `BPF_LINK_CREATE` (`attr.link_create`), for iterators. */
+export const LINK_CREATE_ATTR = {
+  type: "union bpf_attr",
+  fields: {
+    progFd: field(0, 4, "link_create.prog_fd"),
+    targetFd: field(4, 4, "link_create.target_fd"),
+    attachType: field(8, 4, "link_create.attach_type"),
+    flags: field(12, 4, "link_create.flags"),
+    iterInfo: field(16, 8, "link_create.iter_info"),
+    iterInfoLen: field(24, 4, "link_create.iter_info_len"),
+  },
+} as const satisfies Layout;
+
+/** `union bpf_attr`, arm of `BPF_ITER_CREATE` (`attr.iter_create`). */
+export const ITER_CREATE_ATTR = {
+  type: "union bpf_attr",
+  fields: {
+    linkFd: field(0, 4, "iter_create.link_fd"),
+    flags: field(4, 4, "iter_create.flags"),
+  },
+} as const satisfies Layout;
+
+/** `union bpf_attr`, arm of `BPF_PROG_TEST_RUN` (`attr.test`), with no data and no context. */
+export const TEST_RUN_ATTR = {
+  type: "union bpf_attr",
+  fields: {
+    progFd: field(0, 4, "test.prog_fd"),
+    retval: field(4, 4, "test.retval"),
+    ctxSizeIn: field(40, 4, "test.ctx_size_in"),
+    ctxIn: field(48, 8, "test.ctx_in"),
+    flags: field(64, 4, "test.flags"),
+  },
+} as const satisfies Layout;
+
 /** Every layout the toolkit uses, by the name a probe prints. */
 export const LAYOUTS = {
   MAP_CREATE_ATTR,
@@ -159,6 +228,10 @@ export const LAYOUTS = {
   INFO_ATTR,
   FREEZE_ATTR,
   MAP_INFO,
+  PROG_LOAD_ATTR,
+  LINK_CREATE_ATTR,
+  ITER_CREATE_ATTR,
+  TEST_RUN_ATTR,
 } as const;
 
 /** The bytes a layout spans: the end of its last field, rounded up to 8 (the size passed to the kernel). */

@@ -198,6 +198,34 @@ const LIBBPF_SYMBOLS = {
   bpf_link__fd: { parameters: ["pointer"], result: "i32" }, // int (const struct bpf_link *link)
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" }, // int (struct bpf_link *link)
   bpf_iter_create: { parameters: ["i32"], result: "i32", optional: true }, // int (int link_fd)
+  bpf_object__next_program: {
+    parameters: [
+      "pointer", // const struct bpf_object *obj
+      "pointer", // struct bpf_program *prog (NULL: the first)
+    ],
+    result: "pointer", // struct bpf_program *
+    optional: true, // libbpf >= 0.7
+  },
+  bpf_program__section_name: { parameters: ["pointer"], result: "pointer" }, // const char *(const struct bpf_program *prog)
+  bpf_program__name: { parameters: ["pointer"], result: "pointer" }, // const char *(const struct bpf_program *prog)
+  bpf_program__autoload: { parameters: ["pointer"], result: "bool" }, // bool (const struct bpf_program *prog)
+  bpf_program__set_autoload: {
+    parameters: [
+      "pointer", // struct bpf_program *prog
+      "bool", // bool autoload
+    ],
+    result: "i32",
+  },
+  btf__load_vmlinux_btf: { parameters: [], result: "pointer", optional: true }, // struct btf *(void), libbpf >= 0.5
+  btf__find_by_name_kind: {
+    parameters: [
+      "pointer", // const struct btf *btf
+      "buffer", // const char *type_name
+      "u32", // __u32 kind
+    ],
+    result: "i32", // __s32: the type id, or -ENOENT
+  },
+  btf__free: { parameters: ["pointer"], result: "void" }, // void btf__free(struct btf *btf)
   libbpf_strerror: {
     parameters: [
       "i32", // int err
