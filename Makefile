@@ -1,6 +1,7 @@
 # deno-bpf-batch: two commands do everything on a fresh Debian/Ubuntu machine, as root:
 #   sudo make demo   install what is missing, build the BPF objects, run the experiment
 #   sudo make test   install what is missing, build, run the test suite
+#   sudo make kernels  the kernel matrix: this kernel and Debian 12's 6.1 (under QEMU), side by side
 #   sudo make peers  build the references compare --peers runs: C (libbpf), the Go study
 #                    (cilium/ebpf 0.9.1, from Debian, built offline) and node_bpf (optional)
 # ENTRIES=N sets the demo's map size (default 1,048,576; the study's is 104,857,600).
@@ -59,10 +60,10 @@ demo: build
 test: peers
 	REQUIRE_BPF=1 $(DENO) task test
 
-## kernels: boot Debian 12's own 6.1 kernel under QEMU (TCG) and run commands there (scripts/kernels/)
+## kernels: the kernel matrix: the probes, the demo at 100,000 entries, dump, maps and the smoke
+##          tests on this kernel and on Debian 12's own 6.1, booted under QEMU (TCG, scripts/kernels/)
 kernels: build
-	@release=$$(scripts/kernels/prepare.sh) && \
-	scripts/kernels/run.sh "$$release" "build/kernels/results/$$release" -- bash -c 'deno --version && uname -r'
+	$(DENO) run --allow-all scripts/kernels.ts
 
 clean: bpf-clean
 	rm -rf build/peers

@@ -46,8 +46,9 @@ export function bytes(value: number): string {
  * the kernel reports an estimate from the map's sizes, well under what a hash map holds.
  */
 export function memlockNote(): string {
-  const memory = probeFacility("map_memory");
-  return memory.status === "unavailable" ? ` (an estimate, not a measure: ${memory.reason})` : "";
+  return probeFacility("map_memory").status === "unavailable"
+    ? " (the kernel's estimate, sizes x max_entries: Linux 6.4+ accounts per map)"
+    : "";
 }
 
 /** Prints a memory report like the study's `-mem` output. */

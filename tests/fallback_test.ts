@@ -144,7 +144,7 @@ deniedTest(
     assert.equal(result.plan?.estimatesMs.snapshot, undefined);
     assert.match(
       result.plan!.reason,
-      /no snapshot: the snapshot cannot run here: bpf_for_each_map_elem in syscall programs are denied to this process/,
+      /no snapshot: the snapshot cannot run here: bpf_for_each_map_elem in syscall programs: denied to this process/,
     );
     assert.equal(result.verified, true, verdict(result));
   },
@@ -158,7 +158,7 @@ deniedTest(
     using map = await filledMap();
     const result = await dumpMap(map, { method: "auto" });
     assert.equal(result.method, "normal");
-    assert.match(result.plan!.reason, /LOOKUP_BATCH on hash maps are denied .*read one at a time/);
+    assert.match(result.plan!.reason, /LOOKUP_BATCH on hash maps: denied .*read one at a time/);
     assert.equal(result.verified, true, verdict(result));
   },
 );
@@ -199,13 +199,13 @@ deniedTest(
     await assertRefused(() => MapSnapshot.open(map), /^the snapshot cannot run here: /);
     await assertRefused(
       () => startKernelChurn(map, { first: 10_000, count: 10, rate: 100 }),
-      /^the kernel churn writer cannot run here: bpf_loop in syscall programs are denied .*: write from user space instead/,
+      /^the kernel churn writer cannot run here: bpf_loop in syscall programs: denied .*: write from user space instead/,
     );
     // The one place objects are loaded refuses a program of a kind the kernel refuses.
     using object = BpfObject.open(builtObjectPath("dump_iter.bpf.o"));
     await assertRefused(
       () => object.load(),
-      /^the program "dump_map" of ".*dump_iter\.bpf\.o" cannot run here: iter\/bpf_map_elem programs are denied/,
+      /^the program "dump_map" of ".*dump_iter\.bpf\.o" cannot run here: iter\/bpf_map_elem programs: denied/,
     );
   },
 );
@@ -221,7 +221,7 @@ bpfTest("demo: a refused method is a row that says why; the rest verified; exit 
   assert.match(iter ?? "", /│ unavailable +│/, demo.stdout);
   assert.match(
     demo.stdout,
-    /^iter: unavailable: iter\/bpf_map_elem programs are denied to this process \(BPF_DENY=iter_map_elem,elem_count_kfunc,loop\)$/m,
+    /^iter: unavailable: iter\/bpf_map_elem programs: denied to this process \(BPF_DENY=iter_map_elem,elem_count_kfunc,loop\)$/m,
   );
   for (const method of ["normal", "batch", "parallel", "snapshot", "hybrid", "auto"]) {
     const row = rows.find((r) => r.startsWith(`│ ${method}`));
@@ -245,11 +245,11 @@ bpfTest("churn: the kernel writer refused is a row that says why; exit 0", async
     rows.find((r) => r.writer === writer && r.method === method);
   assert.equal(of("user", "batch").unavailable, null);
   assert.equal(of("user", "batch").stableMissed[0], 0);
-  assert.match(of("user", "iter").unavailable, /^iter\/bpf_map_elem programs are denied/);
+  assert.match(of("user", "iter").unavailable, /^iter\/bpf_map_elem programs: denied/);
   for (const method of ["batch", "iter"]) {
     assert.match(
       of("kernel", method).unavailable,
-      /^the kernel writer: bpf_loop in syscall programs are denied/,
+      /^the kernel writer: bpf_loop in syscall programs: denied/,
     );
   }
 });
@@ -266,6 +266,6 @@ bpfTest("iter.ts where bpf_iter is refused: one line, exit 1, naming deno task b
   assert.equal(iter.stdout, "");
   assert.equal(
     iter.stderr,
-    `error: the iter method cannot run here: iter/bpf_map_elem programs are denied to this process (BPF_DENY=${DENY}): use the batch method instead (deno task batch)\n`,
+    `error: the iter method cannot run here: iter/bpf_map_elem programs: denied to this process (BPF_DENY=${DENY}): use the batch method instead (deno task batch)\n`,
   );
 });

@@ -409,7 +409,7 @@ bpfTest(
       const line = assertRuntimeError(batch, "use the normal method instead (--method normal)");
       assert.match(
         line,
-        /^error: the batch method cannot run here: BPF_MAP_LOOKUP_BATCH on hash maps are denied/,
+        /^error: the batch method cannot run here: BPF_MAP_LOOKUP_BATCH on hash maps: denied/,
       );
     });
   },

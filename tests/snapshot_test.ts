@@ -548,7 +548,7 @@ bpfTest("snapshot refuses a thread without CAP_BPF in one line", async () => {
   assert.equal(out.split("\n").length, 1, out);
   assert.match(
     out,
-    /^BpfUnavailableError: the snapshot cannot run here: .* need CAP_BPF and CAP_PERFMON, which this process lacks: run as root or grant CAP_BPF and CAP_PERFMON: use LOOKUP_BATCH \(--method batch\)$/,
+    /^BpfUnavailableError: the snapshot cannot run here: .*: CAP_BPF and CAP_PERFMON needed, which this process lacks: run as root or grant CAP_BPF and CAP_PERFMON: use LOOKUP_BATCH \(--method batch\)$/,
   );
 });
 

@@ -48,6 +48,16 @@ export type DumpMethod = typeof DUMP_METHODS[number];
 /** A method, or `auto`: the fastest exact method for the map at hand (`choosePlan`). */
 export type DumpMethodChoice = DumpMethod | "auto";
 
+/**
+ * Every method and `auto`, in the order the demo and the kernel matrix show them: the study's
+ * loop last.
+ */
+export const DEMO_METHODS: readonly DumpMethodChoice[] = [
+  ...DUMP_METHODS.filter((method) => method !== "seed-compat"),
+  "auto",
+  "seed-compat",
+];
+
 /** Methods that do not promise to report keys present throughout exactly once under writes. */
 const WALKS_UNDER_RCU: readonly DumpMethod[] = ["iter", "snapshot", "hybrid", "seed-compat"];
 
@@ -425,10 +435,12 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
     entryBytes: map.keySize + map.valueSize,
   };
   let plan: Plan | null = null;
+  // The counter to use, unless it counts by the chosen method's own walk.
+  let offered = options.counter;
   if (options.method === "auto") {
     // Any count serves an estimate: the verdict's count is chosen once the method is.
-    shape.entries = (given ?? (options.counter ?? openCounter()).count()).count ??
-      map.info.maxEntries;
+    if (!given) offered ??= openCounter();
+    shape.entries = (given ?? offered!.count()).count ?? map.info.maxEntries;
     plan = choosePlan(shape, {
       cpus: navigator.hardwareConcurrency,
       snapshotUnavailable: options.snapshot || options.steady ? null : MapSnapshot.unavailable(map),
@@ -448,8 +460,8 @@ export async function dumpMap(map: BpfMap, options: DumpOptions = {}): Promise<D
   requireMethod(method, map.info.type);
   const counter = given
     ? undefined
-    : options.counter && !options.counter.sharesWalkWith(method)
-    ? options.counter
+    : offered && !offered.sharesWalkWith(method)
+    ? offered
     : openCounter(method);
   const countNow = (): KernelCount => given ?? counter!.count();
   const attached = method === "iter" && !options.iterator ? MapIterator.attach(map) : undefined;

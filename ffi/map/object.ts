@@ -238,15 +238,6 @@ export class BpfObject implements Disposable {
     this.#checkLoad(this.#lib.bpf_object__load(this.#handle()), caps, options);
   }
 
-  /**
-   * Loads the object on another thread (libbpf returns `-errno`, so no errno is lost), so
-   * that this thread can work meanwhile. Nothing else may use the object until it resolves.
-   */
-  async loadInBackground(options: ObjectLoadOptions = {}): Promise<void> {
-    const caps = this.#checkPrograms();
-    this.#checkLoad(await this.#lib.bpf_object__load_nonblocking(this.#handle()), caps, options);
-  }
-
   /** Refuses a program this kernel refuses; returns the capabilities the programs need. */
   #checkPrograms(): CapabilityName[] {
     const caps = new Set<CapabilityName>(["CAP_BPF"]);

@@ -95,7 +95,7 @@ function lacking(title: string, needed: readonly CapabilityName[]): Outcome | nu
   if (missing.length === 0) return null;
   const caps = missing.join(" and ");
   return unavailable(
-    `${title} need ${caps}, which this process lacks: run as root or grant ${caps}`,
+    `${title}: ${caps} needed, which this process lacks: run as root or grant ${caps}`,
   );
 }
 
@@ -418,7 +418,7 @@ function needs(facility: Facility, on: Facility): Outcome | null {
   if (answer.status === "available") return null;
   return {
     status: answer.status,
-    reason: `${FACILITIES[facility]} need ${answer.title}: ${answer.reason}`,
+    reason: `${FACILITIES[facility]}: built on ${answer.title}: ${answer.reason}`,
   };
 }
 
@@ -440,7 +440,7 @@ export function probeFacility(facility: Facility): FacilityProbe {
   let outcome: Outcome;
   if (deniedFacilities().has(facility)) {
     outcome = unavailable(
-      `${title} are denied to this process (BPF_DENY=${[...deniedFacilities()].join(",")})`,
+      `${title}: denied to this process (BPF_DENY=${[...deniedFacilities()].join(",")})`,
     );
   } else {
     try {

@@ -127,12 +127,6 @@ const LIBBPF_SYMBOLS = {
     result: "pointer", // struct bpf_object *
   },
   bpf_object__load: { parameters: ["pointer"], result: "i32" }, // int (struct bpf_object *obj)
-  bpf_object__load_nonblocking: {
-    name: "bpf_object__load",
-    parameters: ["pointer"], // struct bpf_object *obj
-    result: "i32", // int: -errno, so errno on the other thread is not needed
-    nonblocking: true, // BTF parsing takes ~20 ms: done off the main thread while it works
-  },
   bpf_object__close: { parameters: ["pointer"], result: "void" }, // void (struct bpf_object *obj)
   bpf_object__find_map_by_name: {
     parameters: [
