@@ -17,6 +17,7 @@ import {
   fillMap,
   kernelBtf,
   KernelCounter,
+  MapCounter,
   MapIterator,
   MapSnapshot,
   MapType,
@@ -27,9 +28,18 @@ import {
   startKernelChurn,
 } from "../mod.ts";
 import { capabilitiesIn, missingCapabilities } from "../ffi/sys/privileges.ts";
-import { asm, encodeInsns, PROBE_BTF } from "../ffi/sys/programs.ts";
+import {
+  asm,
+  callWithCallback,
+  closeAll,
+  encodeInsns,
+  Helper,
+  loadProgram,
+  PROBE_BTF,
+  runProgram,
+} from "../ffi/sys/programs.ts";
 import { fdMemlock } from "../ffi/sys/system.ts";
-import { bpfTest, runScript, runScriptWith } from "./_helpers.ts";
+import { bpfTest, gcTest, runScript, runScriptWith, u32Bytes } from "./_helpers.ts";
 
 Deno.test("capability sets: CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON", () => {
   const needed = ["CAP_BPF", "CAP_PERFMON"] as const;
@@ -261,4 +271,30 @@ bpfTest(
       assert.match(plain.stdout, new RegExp(`^${section}`, "m"));
     }
   },
+);
+
+gcTest(
+  import.meta.url,
+  "gc: the probes' programs and the counting passes, loaded and run with forced GCs",
+  (gc) => {
+    using map = BpfMap.create({ type: "hash", keySize: 4, valueSize: 8, maxEntries: 512 });
+    for (let key = 0; key < 300; key++) map.update(u32Bytes(key), new Uint8Array(8));
+    for (let round = 0; round < 150; round++) {
+      // A program with a callback: its instructions, license, BTF and func_info all pointed
+      // to from the attr; garbage and a collection between building and loading.
+      const program = callWithCallback(Helper.forEachMapElem, asm.loadMap(1, map.fd));
+      const junk = Array.from({ length: 64 }, (_, i) => new Uint8Array(16 + i));
+      gc({ type: round % 10 === 0 ? "major" : "minor" });
+      const fd = loadProgram({ name: "gc_count", kind: "syscall", ...program });
+      assert.equal(typeof fd, "number", `round ${round}: ${JSON.stringify(fd)}`);
+      assert.equal(runProgram(fd as number), 300, `round ${round}`);
+      closeAll(fd as number);
+      assert.equal(junk.length, 64);
+      // The counting pass of dumps, kept between counts.
+      using counter = MapCounter.open(map, { sources: ["for_each", "batch"] });
+      gc({ type: "minor" });
+      assert.equal(counter.count().count, 300);
+    }
+  },
+  ["for_each_map_elem"],
 );
