@@ -12,7 +12,7 @@
 
 import { BpfMap, dumpMap, MapIterator, methodUnavailable, ParallelPool } from "../mod.ts";
 import { BATCH_ATTR, encodeBatch, encodeElem, layoutSize } from "../ffi/sys/layout.ts";
-import { BatchWalker } from "../ffi/dump/walk.ts";
+import { BatchWalker } from "../ffi/map/walk.ts";
 import { backend as backendOf } from "../ffi/sys/backends.ts";
 import { createFilledMap, type Variant, VARIANTS } from "../scripts/_measure.ts";
 

@@ -1,17 +1,20 @@
 /**
- * The churn study: a map of S stable keys, dumped by every method while writers insert and
- * delete transient keys (in user space, from another thread, and in the kernel, from a BPF
- * program run in a loop) at target rates or flat out. Per writer, rate and method: median
- * time, stable keys missed, stable keys the kernel's walk returned twice (dropped by the
- * dump), restarts, transient keys seen, dumps that gave up, and the writers' achieved rate.
+ * The churn study: a map of S stable keys, dumped by every method and by the `dump` command
+ * while writers insert and delete transient keys (in user space, from another thread, at
+ * random or as a sliding window, and in the kernel, from a BPF program run in a loop) at
+ * target rates or flat out. Per writer, rate and method: median time, stable keys missed,
+ * stable keys handed over twice, stable keys the walk returned again and the dump dropped,
+ * restarts, transient keys seen, dumps that gave up, and the writers' achieved rate. Exits 1
+ * when a method that promises keys present throughout once missed one or gave one twice.
  *
  * @module
  */
 
 import {
+  BPFFS_ROOT,
   BpfMap,
   dumpMap,
-  type DumpMethod,
+  ensureBpffs,
   MapCounter,
   MapSnapshot,
   type MapTypeName,
@@ -34,24 +37,37 @@ import { printTable } from "./_report.ts";
 import { renderChart } from "./_charts.ts";
 
 const USAGE =
-  `usage: churn.ts [--stable N] [--transient N] [--type hash|lru_hash|percpu_hash] [--rates LIST]
-                [--writers user,kernel] [--methods LIST] [--rounds R] [--parallel N] [--json] [--svg FILE]
+  `usage: churn.ts [--stable N] [--transient N] [--max-entries N] [--type hash|lru_hash|percpu_hash]
+                [--rates LIST] [--writers user,kernel,window] [--methods LIST] [--rounds R] [--parallel N]
+                [--json] [--svg FILE]
   The churn study. Builds a --type map (default hash) of --stable keys (default 1,000,000)
-  with room to spare, then, for each writer (user: another thread making UPDATE_ELEM and
-  DELETE_ELEM calls; kernel: a BPF program run with BPF_PROG_TEST_RUN) and each --rates
-  target (operations per second, or max; default 0,1e4,1e5,max), inserts and deletes
-  --transient keys (default 1,000, never a stable one) while it dumps the map by each of
-  --methods (default normal,batch,parallel,iter,snapshot,hybrid; the snapshot's methods are
-  left out of per-CPU maps), --rounds times each (default 3). Prints
-  per writer, rate and method: median seconds, stable keys missed, stable keys the kernel
-  returned twice (dropped), restarts, transient keys seen, dumps that gave up, and the
-  rate the writer achieved; --json prints one object per line, --svg draws the times.`;
+  with room to spare (--max-entries, default twice the stable and transient keys), then, for
+  each of --writers (default all three; user: another thread making UPDATE_ELEM and DELETE_ELEM calls on random
+  transient keys; kernel: the same from a BPF program run with BPF_PROG_TEST_RUN; window:
+  another thread inserting the transient keys in turn and deleting each --transient/2
+  inserts later) and each --rates target (operations per second, or max; default
+  0,1e4,1e5,max), writes --transient keys (default 1,000, never a stable one; about half
+  present at once) while it dumps the map by each of --methods (default
+  normal,batch,parallel,iter,snapshot,hybrid,dump; dump is the dump command itself, its
+  default method, as a whole process on the pinned map; the snapshot's methods are left out
+  of per-CPU maps), --rounds times each (default 3). Prints per writer, rate and method:
+  median seconds, stable keys missed, stable keys handed over (or printed) twice, stable
+  keys the walk returned again that the dump dropped (batch, parallel and dump keep no key
+  set: a key they return twice is handed over twice), restarts, transient keys seen, dumps
+  that gave up, and the rate the writer achieved; --json prints one object
+  per line, --svg draws the times.`;
 
-/** Every method but the study's loop, which reports keys it never saw as seen. */
-const METHODS: readonly DumpMethod[] = DUMP_METHODS.filter((m) => m !== "seed-compat");
+/**
+ * Every method but the study's loop (which reports keys it never saw as seen), and `dump`:
+ * the dump command, as a whole process.
+ */
+const METHODS = [...DUMP_METHODS.filter((m) => m !== "seed-compat"), "dump"] as const;
+type StudyMethod = typeof METHODS[number];
 const TYPES: readonly MapTypeName[] = ["hash", "lru_hash", "percpu_hash"];
-const WRITERS = ["user", "kernel"] as const;
+const WRITERS = ["user", "kernel", "window"] as const;
 type Writer = typeof WRITERS[number];
+/** The repository root, where `deno task dump` is defined. */
+const ROOT = new URL("..", import.meta.url).pathname;
 
 /** One writer at one rate: `rate` 0 means no writer at all. */
 interface Setting {
@@ -64,10 +80,13 @@ interface Row {
   writer: Writer | "none";
   rate: number | "max";
   achieved: number | null;
-  method: DumpMethod;
+  method: StudyMethod;
   seconds: number[];
   stableMissed: number[];
-  stableRepeated: number[];
+  /** Stable keys handed over (or printed) twice: a broken promise. */
+  stableTwice: number[];
+  /** Stable keys the walk returned again and the dump's key set dropped. */
+  stableDropped: number[];
   restarts: number[];
   transientSeen: number[];
   gaveUp: number;
@@ -110,14 +129,24 @@ function settings(rates: (number | "max")[], writers: Writer[]): Setting[] {
 function startWriter(map: BpfMap, setting: Setting, stable: number, transient: number) {
   if (setting.writer === "none") return Promise.resolve(undefined);
   const options = { first: stable, count: transient, rate: setting.rate };
-  return setting.writer === "user" ? startUserChurn(map, options) : startKernelChurn(map, options);
+  switch (setting.writer) {
+    case "user":
+      return startUserChurn(map, options);
+    case "window":
+      return startUserChurn(map, { ...options, pattern: "window" });
+    case "kernel":
+      return startKernelChurn(map, options);
+  }
 }
 
 /** Marks stable keys seen (one bit each) and counts the rest. */
 class StableTally {
   readonly #seen: Uint8Array;
   transient = 0;
-  repeated = 0;
+  /** Stable keys handed over twice. */
+  twice = 0;
+  /** Stable keys the walk returned again, dropped by the dump. */
+  dropped = 0;
   readonly #stable: number;
 
   constructor(stable: number) {
@@ -129,13 +158,20 @@ class StableTally {
     return (keys[at] | (keys[at + 1] << 8) | (keys[at + 2] << 16) | (keys[at + 3] << 24)) >>> 0;
   }
 
+  /** A key handed over: a stable key handed over before is counted twice. */
   see(key: number): void {
-    if (key >= this.#stable) this.transient++;
-    else this.#seen[key >>> 3] |= 1 << (key & 7);
+    if (key >= this.#stable) {
+      this.transient++;
+      return;
+    }
+    const mask = 1 << (key & 7);
+    if (this.#seen[key >>> 3] & mask) this.twice++;
+    this.#seen[key >>> 3] |= mask;
   }
 
+  /** A key the walk returned again and the dump dropped. */
   repeat(key: number): void {
-    if (key < this.#stable) this.repeated++;
+    if (key < this.#stable) this.dropped++;
   }
 
   /** Stable keys never seen. */
@@ -162,13 +198,14 @@ await runMain(USAGE, async () => {
     methods: { type: "string" },
     rounds: { type: "string" },
     parallel: { type: "string" },
+    "max-entries": { type: "string" },
     json: { type: "boolean" },
     svg: { type: "string" },
   });
   const stable = intFlag(flags.stable, "stable", 1_000_000, { max: 1 << 28 });
   const transient = intFlag(flags.transient, "transient", 1000, { max: 1 << 24 });
   const rates = parseRates(flags.rates ?? "0,1e4,1e5,max");
-  const writers = parseList(flags.writers ?? "user,kernel", "writers", WRITERS);
+  const writers = parseList(flags.writers ?? WRITERS.join(","), "writers", WRITERS);
   const type = parseList(flags.type ?? "hash", "type", TYPES)[0];
   // The snapshot sees one CPU's values of a per-CPU map: left out by default, refused if named.
   const defaults = type === "percpu_hash"
@@ -181,7 +218,14 @@ await runMain(USAGE, async () => {
 
   // Room for the stable keys, every transient key at once and as much again: hash maps never
   // fill, and LRU maps (which evict once full) never evict.
-  const maxEntries = 2 * (stable + transient);
+  const maxEntries = intFlag(flags["max-entries"], "max-entries", 2 * (stable + transient), {
+    max: 1 << 30,
+  });
+  if (maxEntries < stable + transient) {
+    throw new UsageError(
+      `--max-entries ${maxEntries} leaves no room for ${stable} stable and ${transient} transient keys`,
+    );
+  }
   say(
     `filling a ${type} map of ${stable} stable keys (max_entries ${maxEntries}${
       type.startsWith("lru") ? ": room to spare, so the LRU map never evicts" : ""
@@ -190,18 +234,28 @@ await runMain(USAGE, async () => {
   using map = BpfMap.create({ type, keySize: 4, valueSize: 8, maxEntries, name: "churn" });
   await fillMap(map, { entries: stable });
   // What this kernel refuses is a row that says why; the rest runs.
-  const refused = new Map<DumpMethod | Writer, string>();
+  const refused = new Map<StudyMethod | Writer, string>();
   for (const method of methods) {
-    const why = methodUnavailable(method, map.info.type);
+    const why = method === "dump" ? null : methodUnavailable(method, map.info.type);
     if (why !== null) refused.set(method, why);
   }
   const kernelWriter = unavailableReason(...KERNEL_WRITER_FACILITIES);
   if (kernelWriter !== null) refused.set("kernel", kernelWriter);
-  const runs = (method: DumpMethod) => methods.includes(method) && !refused.has(method);
+  const runs = (method: StudyMethod) => methods.includes(method) && !refused.has(method);
   // The counts of each method's dumps, by a source that is not its own walk.
   const counters = new Map(
-    methods.filter(runs).map((m) => [m, MapCounter.open(map, { method: m })]),
+    methods.filter((m): m is Exclude<StudyMethod, "dump"> => m !== "dump" && runs(m)).map((m) => [
+      m,
+      MapCounter.open(map, { method: m }),
+    ]),
   );
+  // The dump command reads the map by its pin.
+  const pin = runs("dump") ? `${BPFFS_ROOT}/deno-bpf-batch-churn-${Deno.pid}` : undefined;
+  if (pin) {
+    ensureBpffs(pin);
+    map.pin(pin);
+  }
+  using _pin = { [Symbol.dispose]: () => pin && Deno.removeSync(pin) };
   using _counters = { [Symbol.dispose]: () => counters.forEach((c) => c.close()) };
   using pool = await ParallelPool.forRanges(ranges);
   using iterator = runs("iter") ? MapIterator.attach(map) : undefined;
@@ -226,7 +280,8 @@ await runMain(USAGE, async () => {
           method,
           seconds: [],
           stableMissed: [],
-          stableRepeated: [],
+          stableTwice: [],
+          stableDropped: [],
           restarts: [],
           transientSeen: [],
           gaveUp: 0,
@@ -245,13 +300,16 @@ await runMain(USAGE, async () => {
           say(`${setting.writer} @ ${setting.rate}: round ${round + 1}/${rounds}: ${method}`);
           const tally = new StableTally(stable);
           try {
-            const result = await dumpMap(map, {
+            const dumped = method === "dump" ? await dumpCommand(pin!, tally) : await dumpMap(map, {
               method,
               ranges: method === "parallel" ? ranges : undefined,
               pool: method === "hybrid" ? hybridPool : pool,
               iterator,
               snapshot,
               counter: counters.get(method),
+              // Batch walks keep no key set, as the dump command: a key they returned
+              // twice would be handed over twice, and counted here.
+              trackKeys: method !== "batch" && method !== "parallel",
               visit: (batch) => {
                 for (let k = 0; k < batch.count; k++) {
                   tally.see(StableTally.keyNumber(batch.keys, k * 4));
@@ -259,14 +317,15 @@ await runMain(USAGE, async () => {
               },
               onRepeat: (key) => tally.repeat(StableTally.keyNumber(key, 0)),
             });
-            row.seconds.push(result.seconds);
-            row.restarts.push(result.restarts);
+            row.seconds.push(dumped.seconds);
+            row.restarts.push(dumped.restarts);
           } catch (e) {
             row.gaveUp++;
             row.errors.push((e as Error).message);
           }
           row.stableMissed.push(tally.missed());
-          row.stableRepeated.push(tally.repeated);
+          row.stableTwice.push(tally.twice);
+          row.stableDropped.push(tally.dropped);
           row.transientSeen.push(tally.transient);
         }
       }
@@ -282,14 +341,58 @@ await runMain(USAGE, async () => {
   }
   // Only the methods that promise stable keys once can break that promise.
   const broken = rows.find((r) =>
-    promisesStableKeysOnce(r.method) && Math.max(...r.stableMissed) > 0
+    (r.method === "dump" || promisesStableKeysOnce(r.method)) &&
+    Math.max(0, ...r.stableMissed, ...r.stableTwice) > 0
   );
   if (broken) {
     throw new RuntimeError(
-      `${broken.method} missed stable keys with the ${broken.writer} writer at ${broken.rate}/s`,
+      `${broken.method} missed stable keys, or reported them twice, with the ${broken.writer} writer at ${broken.rate}/s`,
     );
   }
 });
+
+/**
+ * Runs the dump command (`deno task -q dump --pin PIN --jsonl`, its default method) as a
+ * whole process and tallies the keys it printed; its seconds are the process's, start to exit.
+ */
+async function dumpCommand(
+  pin: string,
+  tally: StableTally,
+): Promise<{ seconds: number; restarts: number }> {
+  const started = performance.now();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "dump", "--pin", pin, "--jsonl"],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - started) / 1000;
+  if (!output.success) {
+    const said = new TextDecoder().decode(output.stderr).trim().split("\n").at(-1);
+    throw new Error(`dump failed: ${said || `exit ${output.code}`}`);
+  }
+  for (const key of jsonlKeys(output.stdout)) tally.see(key);
+  return { seconds, restarts: 0 };
+}
+
+/** The keys of `dump --jsonl`'s lines for a map without BTF (`{"key":N,...}`), in order. */
+function* jsonlKeys(bytes: Uint8Array): Generator<number> {
+  const PREFIX = '{"key":';
+  for (let at = 0; at < bytes.length;) {
+    for (let i = 0; i < PREFIX.length; i++) {
+      if (bytes[at + i] !== PREFIX.charCodeAt(i)) {
+        throw new Error(`dump --jsonl printed an unexpected line at byte ${at}`);
+      }
+    }
+    let key = 0;
+    let i = at + PREFIX.length;
+    while (bytes[i] >= 0x30 && bytes[i] <= 0x39) key = key * 10 + bytes[i++] - 0x30;
+    yield key;
+    const end = bytes.indexOf(0x0a, i);
+    at = end < 0 ? bytes.length : end + 1;
+  }
+}
 
 function median(values: number[]): number | null {
   return values.length ? summary(values).median : null;
@@ -315,7 +418,8 @@ function report(
         median: median(r.seconds),
         seconds: r.seconds,
         stableMissed: r.stableMissed,
-        stableRepeated: r.stableRepeated,
+        stableTwice: r.stableTwice,
+        stableDropped: r.stableDropped,
         restarts: r.restarts,
         transientSeen: r.transientSeen,
         gaveUp: r.gaveUp,
@@ -336,7 +440,8 @@ function report(
       "method",
       "median s",
       "stable missed (max)",
-      "stable repeated (max)",
+      "stable twice (max)",
+      "repeats dropped (max)",
       "restarts (median)",
       "transient seen (median)",
       "gave up",
@@ -353,7 +458,8 @@ function report(
         r.method,
         median(r.seconds)?.toFixed(3) ?? "-",
         missed ? paint("red", String(missed)) : 0,
-        most(r.stableRepeated),
+        most(r.stableTwice) ? paint("red", String(most(r.stableTwice))) : 0,
+        most(r.stableDropped),
         median(r.restarts) ?? "-",
         median(r.transientSeen) ?? "-",
         r.gaveUp ? paint("yellow", `${r.gaveUp}/${r.seconds.length + r.gaveUp}`) : 0,

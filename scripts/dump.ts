@@ -5,7 +5,8 @@
  * @module
  */
 
-import { BpfMap, dumpMap, type DumpMethodChoice, loadMapBtf } from "../mod.ts";
+import { BpfMap, dumpMap, type DumpMethodChoice, type DumpResult, loadMapBtf } from "../mod.ts";
+import { promisesStableKeysOnce } from "../ffi/dump/dump.ts";
 import { isPerCpu, MapType } from "../ffi/sys/constants.ts";
 import { BpftoolDump, type BpftoolFormat } from "../ffi/format/bpftool_dump.ts";
 import { ByteWriter } from "../ffi/format/byte_writer.ts";
@@ -138,15 +139,17 @@ async function dumpOne(
     : new JsonlDump(shape, out);
   if (dump instanceof BpftoolDump) dump.begin();
   const { keySize, valueBytes } = map;
-  await dumpMap(map, {
+  const keepsPromise = promisesStableKeysOnce(chosen);
+  const result = await dumpMap(map, {
     method: chosen,
     chunk,
     // Workers walk ranges in order while this thread prints: bucket order, a bounded window.
     inOrder: true,
-    // Batch walks cannot repeat a key: no key set, so memory stays flat.
+    // Batch walks, parallel ones too, cannot repeat a key: no key set, so memory stays flat.
     trackKeys: false,
-    // The dump is not checked against the kernel's count: no counting program to load.
-    expected: { unavailable: "not counted by dump" },
+    // A method that keeps the live-map promise is not counted: no counting program to load.
+    // One that does not is counted before and after, to say so when the map was written.
+    expected: keepsPromise ? { unavailable: "not counted by dump" } : undefined,
     visit: (batch) => {
       for (let i = 0; i < batch.count; i++) {
         dump.entry(batch.keys, i * keySize, batch.values, i * valueBytes);
@@ -154,6 +157,21 @@ async function dumpOne(
     },
   });
   if (dump instanceof BpftoolDump) dump.end();
+  warnIfWritten(map, result, BATCH_TYPES.includes(type) ? "batch" : "normal");
+}
+
+/**
+ * Says on stderr when a method that does not promise each key present throughout once saw
+ * the map written during the dump, and names one that does.
+ */
+function warnIfWritten(map: BpfMap, result: DumpResult, instead: string): void {
+  if (result.stableOnce || !result.changed) return;
+  const counts = result.countBefore !== null && result.expected !== null
+    ? ` (${result.countBefore} -> ${result.expected} entries)`
+    : "";
+  console.error(
+    `dump: warning: ${map.subject} was written during the dump${counts}: --method ${result.method} walks it without the buckets' locks, so keys present throughout may be missing or printed twice; --method ${instead} prints each of them once`,
+  );
 }
 
 /**

@@ -9,7 +9,14 @@
  */
 
 import assert from "node:assert/strict";
-import { BpfArgumentError, BpfError, BpfMap, MapFlag, type MapTypeName } from "../mod.ts";
+import {
+  BpfArgumentError,
+  BpfError,
+  BPFFS_ROOT,
+  BpfMap,
+  MapFlag,
+  type MapTypeName,
+} from "../mod.ts";
 import {
   type Churner,
   type ChurnOptions,
@@ -17,7 +24,7 @@ import {
   startKernelChurn,
   startUserChurn,
 } from "../ffi/map/churn.ts";
-import { bpfTest, facilityTest, u32At } from "./_helpers.ts";
+import { bpfTest, facilityTest, runScript, u32At } from "./_helpers.ts";
 import { KERNEL_WRITER_FACILITIES } from "../ffi/map/churn.ts";
 
 /** Stable keys are numbers `0 .. STABLE - 1`; transient keys `FIRST .. FIRST + TRANSIENT - 1`. */
@@ -242,6 +249,10 @@ for (const writer of Object.keys(WRITERS) as WriterName[]) {
         [{ aim: [] }, /Empty aim/],
         [{ aim: [FIRST, STABLE - 1] }, /Invalid aim key "1999": .* from 5000 to 5499/],
         [{ first: 0xffff_ffff, count: 2 }, /Invalid count "2": .* from 1 to 1/],
+        [{ pattern: "zigzag" as "window" }, /Invalid pattern "zigzag"/],
+        writer === "kernel"
+          ? [{ pattern: "window" }, /The window pattern is the user writer's.*not the kernel/]
+          : [{ pattern: "window", aim: [FIRST] }, /leave aim and rewriteStable out/],
       ];
       for (const [change, message] of bad) {
         await assert.rejects(start(map, { ...options, ...change }), (e) => {
@@ -337,3 +348,78 @@ writerTest(
     assert.ok(result.operations > 0);
   },
 );
+
+bpfTest(
+  "user writer, window pattern: inserts the transient keys in turn, deletes each count/2 inserts later [hash]",
+  async () => {
+    using map = stableMap("hash", 4, 8);
+    const result = await runFor(
+      "user",
+      map,
+      { first: FIRST, count: TRANSIENT, rate: "max", pattern: "window" },
+      FLAT_OUT_MS,
+    );
+    assert.ok(result.operations > 10 * TRANSIENT, `${result.operations} operations`);
+    const { transient, rewritten } = checkContents(map, "window writer");
+    assert.deepEqual(rewritten, []);
+    // Half the transient keys, give or take the insert not yet followed by its delete.
+    assert.ok(
+      Math.abs(transient.length - TRANSIENT / 2) <= 1,
+      `${transient.length} transient keys present`,
+    );
+    // The keys present are the last TRANSIENT / 2 inserted: consecutive, modulo the range.
+    const sorted = transient.map((n) => n - FIRST).sort((a, b) => a - b);
+    const gaps = sorted.filter((n, i) => i > 0 && n !== sorted[i - 1] + 1).length;
+    assert.ok(gaps <= 1, `the window's keys are not consecutive: ${sorted.slice(0, 20)}...`);
+  },
+);
+
+bpfTest(
+  "churn.ts: the dump command and the window writer are rows; no stable key missed or reported twice; the pin is gone after",
+  async () => {
+    const run = await runScript(
+      "churn.ts",
+      ...["--stable", "3000", "--transient", "20000", "--max-entries", "200000"],
+      ...["--rates", "max", "--writers", "window", "--methods", "batch,parallel,dump"],
+      ...["--rounds", "3", "--json"],
+    );
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+    const rows = run.stdout.trim().split("\n").map((line) => JSON.parse(line));
+    for (const method of ["batch", "parallel", "dump"]) {
+      const row = rows.find((r) => r.writer === "window" && r.method === method);
+      assert.ok(row, `no ${method} row: ${run.stdout}`);
+      assert.equal(row.unavailable, null);
+      assert.equal(row.seconds.length, 3, JSON.stringify(row));
+      assert.deepEqual([...row.stableMissed, ...row.stableTwice], [0, 0, 0, 0, 0, 0]);
+      assert.deepEqual(row.stableDropped, [0, 0, 0]);
+      assert.ok(row.transientSeen.every((n: number) => n > 1000), JSON.stringify(row));
+    }
+    const left = [...Deno.readDirSync(BPFFS_ROOT)].filter((e) =>
+      e.name.startsWith("deno-bpf-batch-churn-")
+    );
+    assert.deepEqual(left, []);
+  },
+);
+
+bpfTest("churn.ts: --max-entries too small for the keys: one line, exit 2", async () => {
+  const run = await runScript(
+    "churn.ts",
+    "--stable",
+    "100",
+    "--transient",
+    "100",
+    "--max-entries",
+    "150",
+  );
+  assert.equal(run.code, 2);
+  assert.match(
+    run.stderr,
+    /--max-entries 150 leaves no room for 100 stable and 100 transient keys/,
+  );
+  assert.equal(
+    run.stderr.trim().split("\n").filter((l) => !l.startsWith("usage") && !l.startsWith(" "))
+      .length,
+    1,
+    run.stderr,
+  );
+});

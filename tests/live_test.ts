@@ -154,7 +154,7 @@ bpfTest("per-entry: a walk that restarts too often gives up, naming batch", asyn
 
 /**
  * Transient keys that stand first in the first non-empty bucket at or after each of the
- * `ranges` range boundaries: the keys a parallel dump takes as its ranges' markers.
+ * `ranges` range boundaries: where a range's last call reads into the next range.
  */
 function boundaryKeys(map: BpfMap, ranges: number): number[] {
   const buckets = 2 ** Math.ceil(Math.log2(map.info.maxEntries));
@@ -179,9 +179,9 @@ function firstKeyFrom(map: BpfMap, start: number): number | undefined {
 for (const backend of ALL_BACKENDS) {
   for (const type of LIVE_TYPES) {
     bpfTest(
-      `parallel: deleting range markers while the ranges run makes them overlap; stable keys still come once [${type}, ${backend}]`,
+      `parallel: deleting each range's first key while the range before it runs; no key twice, stable keys once, with no key set [${type}, ${backend}]`,
       async () => {
-        let dropped = 0;
+        let deleted = 0;
         for (const ranges of [2, 3, 4, 8, 16, 64]) {
           // Many transient keys, so that one stands first after most range boundaries.
           using map = liveMap(type, backend, 6000);
@@ -191,6 +191,8 @@ for (const backend of ALL_BACKENDS) {
             method: "parallel",
             ranges,
             chunk: 32,
+            // The walk itself must not repeat a key: no key set to drop repeats.
+            trackKeys: false,
             visit: (batch) => {
               visits.add(batch);
               for (let i = 0; i < batch.count; i++) {
@@ -198,14 +200,14 @@ for (const backend of ALL_BACKENDS) {
                 if (!markers.delete(key)) continue;
                 // The next range has read it first; the range before has not ended yet.
                 map.delete(u32Bytes(key));
+                deleted++;
               }
             },
           });
           visits.assertStableOnce(`parallel dump, ${ranges} ranges`);
-          dropped += result.duplicates;
-          if (result.duplicates > 0) assertChangedVerdict(result, `${ranges} ranges`);
+          assert.equal(result.duplicates, 0);
         }
-        assert.ok(dropped > 0, "no range overlapped: the test did not reach the boundary case");
+        assert.ok(deleted > 0, "no range's first key was deleted: the test did not reach the case");
       },
     );
   }

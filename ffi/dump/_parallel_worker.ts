@@ -10,7 +10,7 @@
 import { backend } from "../sys/backends.ts";
 import type { BackendName } from "../sys/backend.ts";
 import { BpfError } from "../sys/errors.ts";
-import { type BatchRange, BatchWalker } from "./walk.ts";
+import { type BatchRange, BatchWalker } from "../map/walk.ts";
 
 /** A range walk the main thread asks for. */
 export interface RangeJob {
@@ -45,7 +45,10 @@ export type RangeMessage =
     keys: ArrayBuffer;
     values: ArrayBuffer;
     count: number;
-    crossed: boolean;
+    /** The bucket (hash maps) the call began at: its entries are of buckets `[from, to)`. */
+    from: number;
+    /** The bucket after the last one the call read (`END_OF_MAP`: the end of the map). */
+    to: number;
   }
   | { kind: "done"; job: number; index: number; syscalls: number }
   | {
@@ -76,7 +79,8 @@ function walk(job: RangeJob): void {
       keys: walker.keys.buffer as ArrayBuffer,
       values: walker.values.buffer as ArrayBuffer,
       count: walker.count,
-      crossed: walker.crossed,
+      from: walker.from,
+      to: walker.to,
     };
     scope.postMessage(message, [message.keys, message.values]);
   }

@@ -11,7 +11,8 @@ import { COUNT_SOURCES, type CountSource, type KernelCount, MapCounter } from ".
 import { cpuTimes } from "../sys/libc.ts";
 import { MapIterator } from "./iter.ts";
 import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
-import { cursorSpace, forEachBatchParallel, ParallelPool } from "./parallel.ts";
+import { cursorSpace, forEachBatchParallel } from "./parallel.ts";
+import { ParallelPool } from "./pool.ts";
 import { choosePlan, hybridSplit, type MapShape, type Plan } from "./plan.ts";
 import { MapSnapshot, snapshotElementBound } from "./snapshot.ts";
 import {
@@ -22,7 +23,8 @@ import {
 import { peakRss } from "../sys/system.ts";
 import { KeySet, KeySetInBackground } from "./verify.ts";
 import { isArray } from "../sys/constants.ts";
-import { DEFAULT_CHUNK } from "./walk.ts";
+import { DEFAULT_CHUNK } from "../map/walk.ts";
+import { withoutEntries } from "./batches.ts";
 import { requireMethod } from "./methods.ts";
 import { lookupBatchFacility, unavailableReason } from "../sys/features.ts";
 
@@ -92,8 +94,8 @@ export interface DumpOptions {
   /** Entries per batch call for the batch methods (default 4096). */
   chunk?: number;
   /**
-   * Ranges walked at once by `parallel` (default: the number of CPUs), or by the batch side
-   * of `hybrid` (default: one less).
+   * How many ranges `parallel` splits the map into, at least (default: one per CPU), or the
+   * batch side of `hybrid` (default: one less); large maps are split further (`rangeBounds`).
    */
   ranges?: number;
   /**
@@ -126,8 +128,9 @@ export interface DumpOptions {
   visit?: (batch: BatchView) => void;
   /**
    * `false`: keep no set of the keys seen, whose memory grows with the map, for `batch` and
-   * `parallel`, which resume by bucket or by key and so cannot return a key twice (the
-   * result then counts every entry as distinct). Other methods keep it whatever this says.
+   * `parallel`, which read each bucket (or key) once and hand a key two ranges both read
+   * over once, and so cannot return a key twice (the result then counts every entry as
+   * distinct). Other methods keep it whatever this says.
    * Default true.
    */
   trackKeys?: boolean;
@@ -311,23 +314,6 @@ export function verdict(result: DumpResult): string {
   })`;
 }
 
-/** A batch without the entries at `drop` (indexes in ascending order): fresh buffers. */
-function withoutEntries(batch: BatchView, drop: number[], keySize: number, valueBytes: number) {
-  const count = batch.count - drop.length;
-  const keys = new Uint8Array(count * keySize);
-  const values = new Uint8Array(count * valueBytes);
-  for (let i = 0, kept = 0, d = 0; i < batch.count; i++) {
-    if (drop[d] === i) {
-      d++;
-      continue;
-    }
-    keys.set(batch.keys.subarray(i * keySize, (i + 1) * keySize), kept * keySize);
-    values.set(batch.values.subarray(i * valueBytes, (i + 1) * valueBytes), kept * valueBytes);
-    kept++;
-  }
-  return { keys, values, count };
-}
-
 /** Runs one method's walk: every key into `keys`, each key once to `visit`. */
 async function walk(
   map: BpfMap,
@@ -405,9 +391,9 @@ async function walk(
 
 /**
  * Dumps `map` by one method, counting every key it reports and timing the walk. Keys the
- * kernel returns again (a per-entry walk sent back to the first bucket, parallel ranges that
- * overlap while keys are written around their ends) are dropped and counted, so `visit`
- * hears each key once; a per-entry walk follows restarts from its last key still present and
+ * kernel returns again (a per-entry walk sent back to the first bucket, the kernel walks of
+ * bpf_iter and the snapshot led astray by writes) are dropped and counted, so `visit` hears
+ * each key once; a per-entry walk follows restarts from its last key still present and
  * gives up after `maxRestarts`.
  *
  * @example

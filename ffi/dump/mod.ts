@@ -1,17 +1,11 @@
 /**
- * Reading a whole map: the walkers (per entry, batch), the parallel, bpf_iter, snapshot and
+ * Reading a whole map: the parallel, bpf_iter, snapshot and
  * hybrid dumps, what each needs of the kernel, the cost model that picks one, and the
  * verification of what a dump reported (a key set, a count that is not the dump's own walk).
  *
  * @module
  */
 
-export {
-  type BatchOptions,
-  DEFAULT_CHUNK,
-  DEFAULT_MAX_RESTARTS,
-  type EntryWalkOptions,
-} from "./walk.ts";
 export {
   DUMP_METHODS,
   dumpMap,
@@ -27,10 +21,12 @@ export {
   cursorSpace,
   forEachBatchParallel,
   type ParallelOptions,
-  ParallelPool,
-  walkRange,
+  rangeBounds,
+  type RangeWalkOptions,
   walkRanges,
 } from "./parallel.ts";
+export { ParallelPool } from "./pool.ts";
+export { RangeSeams } from "./seams.ts";
 export { MapIterator } from "./iter.ts";
 export {
   COUNT_SOURCES,
@@ -54,7 +50,9 @@ export {
   forEachBatchHybrid,
   forEachBatchSnapshot,
   type HybridOptions,
+  type RangeOptions,
   type SnapshotDumpOptions,
   type SnapshotDumpStats,
+  walkRange,
 } from "./snapshot_dump.ts";
 export { choosePlan, hybridSplit, type Plan } from "./plan.ts";

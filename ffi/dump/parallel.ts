@@ -9,12 +9,9 @@
  *   asks for at most `end - next` entries per call and never reads past its end.
  * - Hash maps: the cursor is a bucket index (`roundup_pow_of_two(max_entries)` buckets) and
  *   a call copies whole buckets in order until the chunk is full; `out_batch` is the first
- *   bucket it did not copy. A call whose `out_batch` passes the range's end may have copied
- *   buckets of the next ranges, or only skipped empty ones: its entries cannot tell. But the
- *   first key that a walk from the range's end returns (the next range's first entry: its
- *   *marker*) is where the next range's entries begin, so the range keeps what comes before
- *   the marker in that last call. Shrinking the chunk until `out_batch <= end` would lose
- *   entries instead.
+ *   bucket it did not copy. A range's last call may read on into the next ranges (its entries
+ *   cannot tell where the range ended; shrinking the chunk until `out_batch <= end` would lose
+ *   entries instead), and `RangeSeams` hands each key read twice there over once.
  *
  * @module
  */
@@ -22,38 +19,58 @@
 import { isArray } from "../sys/constants.ts";
 import { BpfArgumentError, BpfError } from "../sys/errors.ts";
 import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
-import type { RangeJob, RangeMessage } from "./_parallel_worker.ts";
-import { DEFAULT_CHUNK } from "./walk.ts";
+import { DEFAULT_CHUNK } from "../map/walk.ts";
+import type { RangeMessage } from "./_parallel_worker.ts";
+import { JOBS_PER_WORKER, ParallelPool } from "./pool.ts";
+import { RangeSeams } from "./seams.ts";
 
 /** Options of a parallel dump. */
 export interface ParallelOptions {
-  /** How many ranges run at once (default: the pool's size, or the number of CPUs). */
+  /**
+   * How many ranges the cursor space is split into, at least (default: the pool's size, or
+   * the number of CPUs). Large maps are split further, into ranges of about 4 MiB of entries
+   * (`rangeBounds`): what a walk keeps while its ranges meet stays that small.
+   */
   ranges?: number;
   /** Entries per call in each range (default 4096). */
   chunk?: number;
   /** Workers to run the ranges on (default: a pool started for this dump and stopped after it). */
   pool?: ParallelPool;
-  /**
-   * Hands batches over in the order one walk of the map gives (see `RangeWalkOptions`),
-   * over many small ranges (default `inOrderRanges`), so that little is held back.
-   */
+  /** Hands batches over in the order one walk of the map gives (see `RangeWalkOptions`). */
   inOrder?: boolean;
 }
 
-/** In order, a range covers about this many bytes of entries (what may be held back of it). */
-const IN_ORDER_RANGE_BYTES = 4 << 20;
+/**
+ * A range covers about this many bytes of what a walk may keep of it: its entries, held back
+ * in order; only its keys, kept out of order where ranges meet.
+ */
+const RANGE_BYTES = 4 << 20;
 
 /**
- * How many ranges an in-order walk of `map` takes: ranges of about 4 MiB of entries on a
- * full map, and of at least 16 calls of `chunk` (each range's last call reads past its end).
+ * The ranges a parallel walk of `map` reads, over the cursor positions `[start, end)` (default:
+ * all of them): `atLeast` of them, or on large maps a multiple of it, so that a range covers
+ * about 4 MiB of entries of a full map (`inOrder`: they may be held back) or of keys (else:
+ * they may be kept where ranges meet), and at least 16 calls of `chunk` (each range's last
+ * call reads past its end). Throws `BpfArgumentError` when `atLeast` is not a whole number
+ * from 1 to the number of positions.
  */
-export function inOrderRanges(map: BpfMap, chunk: number = DEFAULT_CHUNK): number {
-  const space = cursorSpace(map);
-  const positions = Math.max(
-    16 * chunk,
-    Math.floor(IN_ORDER_RANGE_BYTES / (map.keySize + map.valueBytes)),
-  );
-  return Math.max(1, Math.ceil(space / positions));
+export function rangeBounds(
+  map: BpfMap,
+  { atLeast = 1, chunk = DEFAULT_CHUNK, start = 0, end = cursorSpace(map), inOrder = false }: {
+    atLeast?: number;
+    chunk?: number;
+    start?: number;
+    end?: number;
+    inOrder?: boolean;
+  } = {},
+): [number, number][] {
+  checkRanges(map, atLeast, end - start);
+  const kept = inOrder ? map.keySize + map.valueBytes : map.keySize;
+  const positions = Math.max(16 * chunk, Math.floor(RANGE_BYTES / kept));
+  // A multiple of `atLeast` (one range per Worker, by default), so that the Workers end
+  // together rather than one walking the last range alone.
+  const ranges = atLeast * Math.ceil(Math.ceil((end - start) / positions) / atLeast);
+  return splitRanges(start, end, Math.min(Math.max(atLeast, ranges), end - start));
 }
 
 /** The number of cursor positions of a map: buckets for hash maps, keys for arrays. */
@@ -71,177 +88,19 @@ export function splitRanges(start: number, end: number, ranges: number): [number
   ]);
 }
 
-const WORKER_MODULE = new URL("./_parallel_worker.ts", import.meta.url);
-
 /**
- * Workers load their modules at run time, which Deno allows only with read access to them:
- * say so plainly rather than let a worker fail to start.
+ * Checks that `ranges` can split `map`'s cursor space, or `positions` of it (at least one
+ * position per range); returns the number of positions of the whole space. Throws
+ * `BpfArgumentError` otherwise.
  */
-function requireWorkerAccess(): void {
-  if (WORKER_MODULE.protocol !== "file:") return;
-  const folder = new URL(".", WORKER_MODULE).pathname.replace(/\/$/, "");
-  if (Deno.permissions.querySync({ name: "read", path: folder }).state !== "granted") {
-    throw new Error(
-      `The parallel dump runs Workers, which need read access to "${folder}": add --allow-read=${folder} (the deno tasks grant it)`,
-    );
-  }
-}
-
-/**
- * Workers that walk map ranges. Starting one takes tens of milliseconds; keep a pool for
- * repeated dumps. `close()` (or `using`) stops the workers.
- *
- * @example
- * ```ts
- * import { BpfMap, forEachBatchParallel, ParallelPool } from "../../mod.ts";
- * using map = BpfMap.fromPin("/sys/fs/bpf/test_map");
- * using pool = await ParallelPool.start(2);
- * await forEachBatchParallel(map, (batch) => console.log(batch.count), { pool });
- * ```
- */
-export class ParallelPool implements Disposable {
-  readonly #workers: Worker[];
-  #nextJob = 1;
-
-  private constructor(workers: Worker[]) {
-    this.#workers = workers;
-  }
-
-  /** Starts `size` workers (default: the number of CPUs) and waits until they are ready. */
-  static async start(size: number = navigator.hardwareConcurrency): Promise<ParallelPool> {
-    if (!Number.isInteger(size) || size < 1) {
-      throw new BpfArgumentError(
-        `Invalid pool size "${size}": expected a whole number of at least 1`,
-      );
-    }
-    requireWorkerAccess();
-    const workers = Array.from(
-      { length: size },
-      () => new Worker(WORKER_MODULE, { type: "module" }),
-    );
-    await Promise.all(workers.map((worker) =>
-      new Promise<void>((resolve, reject) => {
-        worker.onmessage = () => resolve();
-        worker.onerror = (e) => {
-          e.preventDefault();
-          reject(new Error(`A parallel dump worker failed to start: ${e.message}`));
-        };
-      })
-    ));
-    return new ParallelPool(workers);
-  }
-
-  /**
-   * Starts the workers `ranges` ranges can use at once: one per range, at most one per CPU
-   * (default: one per CPU).
-   */
-  static forRanges(ranges: number = navigator.hardwareConcurrency): Promise<ParallelPool> {
-    return ParallelPool.start(Math.min(ranges, navigator.hardwareConcurrency));
-  }
-
-  /** How many workers the pool has. */
-  get size(): number {
-    return this.#workers.length;
-  }
-
-  /**
-   * Runs range jobs, delivering every message to `onMessage`. A job goes to the next idle
-   * worker, in order, once `admit(its index)` says so (default: at once); `admit` is asked
-   * again after every message.
-   */
-  run(
-    jobs: Omit<RangeJob, "job">[],
-    onMessage: (message: RangeMessage) => void,
-    admit: (index: number) => boolean = () => true,
-  ): Promise<void> {
-    if (this.#workers.length === 0) throw new Error("The parallel pool is closed");
-    const job = this.#nextJob++;
-    const workers = this.#workers;
-    const idle = [...workers];
-    let next = 0;
-    let open = jobs.length;
-    const dispatch = () => {
-      while (idle.length && next < jobs.length && admit(next)) {
-        idle.shift()!.postMessage({ ...jobs[next++], job });
-      }
-    };
-    return new Promise((resolve, reject) => {
-      const handle = (worker: Worker) => (event: MessageEvent<RangeMessage>) => {
-        const message = event.data;
-        // After a failure the workers still finish their ranges: drop what they send.
-        if (message.job !== job || open < 0) return;
-        try {
-          onMessage(message);
-        } catch (e) {
-          open = -1;
-          reject(e);
-          return;
-        }
-        if (message.kind === "batch") return dispatch();
-        idle.push(worker);
-        if (--open === 0) resolve();
-        else dispatch();
-      };
-      for (const worker of workers) {
-        worker.onmessage = handle(worker);
-        worker.onerror = (e) => {
-          e.preventDefault();
-          reject(new Error(`A parallel dump worker failed: ${e.message}`));
-        };
-      }
-      dispatch();
-    });
-  }
-
-  /** Stops the workers. Safe to call twice. */
-  close(): void {
-    for (const worker of this.#workers.splice(0)) worker.terminate();
-  }
-
-  /** Stops the workers (for `using`). */
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-/** A range's state while its batches come in. */
-interface RangeState {
-  /** Whether its walk has ended (its worker said "done"). */
-  done: boolean;
-  /** In order: its batches held until the ranges before it are complete. */
-  held: BatchView[];
-  /** The key its last batch must stop before; `undefined` until the next range has spoken. */
-  marker: Uint8Array | null | undefined;
-  /** Its last batch, held until the marker is known. */
-  pending: BatchView | null;
-  /** Whether its first message has arrived. */
-  started: boolean;
-}
-
-/** How many of a batch's entries precede `marker` (all of them when it is null). */
-function countBeforeMarker(batch: BatchView, keySize: number, marker: Uint8Array | null): number {
-  if (marker === null) return batch.count;
-  const keys = batch.keys;
-  for (let i = 0; i < batch.count; i++) {
-    let same = true;
-    for (let b = 0; b < keySize && same; b++) same = keys[i * keySize + b] === marker[b];
-    if (same) return i;
-  }
-  return batch.count;
-}
-
-/**
- * Checks that `ranges` can split `map`'s cursor space (at least one position per range);
- * returns the number of positions. Throws `BpfArgumentError` otherwise.
- */
-export function checkRanges(map: BpfMap, ranges: number): number {
+export function checkRanges(map: BpfMap, ranges: number, positions?: number): number {
   const space = cursorSpace(map);
   if (!Number.isInteger(ranges) || ranges < 1) {
     throw new BpfArgumentError(`Invalid ranges "${ranges}": expected a whole number of at least 1`);
   }
-  if (ranges > space) {
+  if (ranges > (positions ?? space)) {
     throw new BpfArgumentError(
-      `${ranges} ranges for ${map.subject}: it has only ${space} ${
+      `${ranges} ranges for ${map.subject}: it has only ${positions ?? space} ${
         isArray(map.info.type) ? "keys" : "buckets"
       } to split`,
     );
@@ -256,11 +115,6 @@ export interface RangeWalkOptions {
   /** Workers to run the ranges on (default: a pool started for this walk and stopped after it). */
   pool?: ParallelPool;
   /**
-   * Hash maps: the key the last range stops before (the first key a walk from its end
-   * returns), or `null` (default) when the last range runs to the end of the map.
-   */
-  endMarker?: Uint8Array | null;
-  /**
    * Hears the first key of the ranges taken together (the first key of the first range that
    * has one, or `null` when all are empty) as soon as it is known, before any entry is
    * handed to `visit`. It may walk other parts of the map and hand their entries over first:
@@ -269,18 +123,224 @@ export interface RangeWalkOptions {
   onFirstKey?: (key: Uint8Array | null) => void;
   /**
    * Hands batches over in the order of the ranges (a range's batches once every range
-   * before it is complete), which is the order one walk of the map gives. Ranges start in
-   * order, at most one more than the pool has workers ahead of the first incomplete one, so
-   * what is held back stays within a few ranges: walk many small ranges this way.
+   * before it is complete), which is the order one walk of the map gives. Either way, ranges
+   * start in order, at most two per worker from the first that has not ended, so what is
+   * held back (in order) or kept (keys where ranges meet) stays within a few ranges: walk many
+   * small ranges (`rangeBounds`).
    */
   inOrder?: boolean;
 }
 
+/** A batch as a range read it: the entries of buckets `[from, to)` (see `BatchWalker`). */
+interface ReadBatch {
+  batch: BatchView;
+  from: number;
+  to: number;
+}
+
+/** One range's progress in a walk. */
+interface RangeProgress {
+  /** Batches read and not handed over yet. */
+  waiting: ReadBatch[];
+  /** Whether its worker has finished reading it. */
+  done: boolean;
+  /** Whether it is done and all it read was handed over. */
+  ended: boolean;
+  /** Its first key, once heard (`null`: it read nothing). */
+  firstKey: Uint8Array | null | undefined;
+}
+
+/** Walk figures, with the most entries held back at once (in order). */
+type RangeWalkStats = WalkStats & { maxHeld: number; repeatsDropped: number };
+
+/**
+ * One walk of ranges over a pool: what each range has read, handed over to `visit` as soon
+ * as it may go (once the first key is heard; in order, once the ranges before are complete),
+ * each key read where two ranges meet once (`RangeSeams`).
+ */
+class RangeWalk {
+  readonly stats: RangeWalkStats;
+  readonly #map: BpfMap;
+  readonly #bounds: readonly (readonly [number, number])[];
+  readonly #visit: (batch: BatchView, range: number) => void;
+  readonly #options: RangeWalkOptions;
+  readonly #ranges: RangeProgress[];
+  readonly #seams: RangeSeams | null;
+  /** The first range that has not ended. */
+  #firstRunning = 0;
+  #firstKeyHeard: boolean;
+  /** Entries read and not handed over yet. */
+  #held = 0;
+  /** Out of order: the ranges that read or finished since the last hand-over. */
+  readonly #touched = new Set<number>();
+
+  constructor(
+    map: BpfMap,
+    bounds: readonly (readonly [number, number])[],
+    visit: (batch: BatchView, range: number) => void,
+    options: RangeWalkOptions,
+    chunk: number,
+  ) {
+    this.#map = map;
+    this.#bounds = bounds;
+    this.#visit = visit;
+    this.#options = options;
+    this.#ranges = bounds.map(() => ({
+      waiting: [],
+      done: false,
+      ended: false,
+      firstKey: undefined,
+    }));
+    // Array ranges never read past their ends: nothing to meet.
+    this.#seams = isArray(map.info.type) ? null : new RangeSeams(bounds, map.keySize);
+    this.#firstKeyHeard = !options.onFirstKey;
+    this.stats = { entries: 0, syscalls: 0, batches: 0, chunk, maxHeld: 0, repeatsDropped: 0 };
+  }
+
+  /** Runs every range on `pool`; resolves when all were handed over. */
+  async run(pool: ParallelPool): Promise<void> {
+    const map = this.#map;
+    const array = isArray(map.info.type);
+    const jobs = this.#bounds.map(([start, end], index) => ({
+      index,
+      fd: map.fd,
+      backend: map.backend,
+      keySize: map.keySize,
+      valueBytes: map.valueBytes,
+      maxEntries: map.info.maxEntries,
+      subject: map.subject,
+      chunk: this.stats.chunk,
+      range: { start, end, array },
+    }));
+    const ahead = JOBS_PER_WORKER * pool.size;
+    await pool.run(jobs, (message) => this.#receive(message), (index) => this.#admit(index, ahead));
+    this.stats.repeatsDropped = this.#seams?.dropped ?? 0;
+  }
+
+  /**
+   * Whether range `index` may start: fewer than `ahead` ranges from the first that has not
+   * ended up to it read something (in order, what they read waits for that first one; out of
+   * order, their keys are kept until it ends, where ranges meet), ranges that read nothing
+   * aside.
+   */
+  #admit(index: number, ahead: number): boolean {
+    let before = 0;
+    for (let j = this.#firstRunning; j < index; j++) {
+      const range = this.#ranges[j];
+      if (!(range.done && range.firstKey === null)) before++;
+    }
+    return before < ahead;
+  }
+
+  #receive(message: RangeMessage): void {
+    const map = this.#map;
+    if (message.kind === "error") {
+      throw message.errno === undefined ? new Error(message.message) : new BpfError({
+        errno: message.errno,
+        command: message.command ?? "LOOKUP_BATCH",
+        subject: map.subject,
+      });
+    }
+    const range = this.#ranges[message.index];
+    if (message.kind === "done") {
+      this.stats.syscalls += message.syscalls;
+      if (range.firstKey === undefined) this.#learnFirstKey(message.index, null);
+      range.done = true;
+      this.#touched.add(message.index);
+      this.#flush();
+      return;
+    }
+    const batch: BatchView = {
+      keys: new Uint8Array(message.keys, 0, message.count * map.keySize),
+      values: new Uint8Array(message.values, 0, message.count * map.valueBytes),
+      count: message.count,
+    };
+    range.waiting.push({ batch, from: message.from, to: message.to });
+    this.#touched.add(message.index);
+    this.#held += batch.count;
+    if (range.firstKey === undefined) {
+      this.#learnFirstKey(message.index, batch.keys.slice(0, map.keySize));
+    }
+    this.#flush();
+  }
+
+  /**
+   * Hands over what may go: nothing until the first key is heard; then, in order, the
+   * batches of the first range that has not ended, and of the next once it ends; else the
+   * batches of every range that read since. A range that is done with nothing waiting has
+   * ended.
+   */
+  #flush(): void {
+    if (!this.#firstKeyHeard) return;
+    const ranges = this.#ranges;
+    if (this.#options.inOrder) {
+      for (; this.#firstRunning < ranges.length; this.#firstRunning++) {
+        this.#handOverWaiting(this.#firstRunning);
+        if (!ranges[this.#firstRunning].done) break;
+        this.#end(this.#firstRunning);
+      }
+    } else {
+      for (const index of this.#touched) {
+        this.#handOverWaiting(index);
+        if (ranges[index].done) this.#end(index);
+      }
+      while (this.#firstRunning < ranges.length && ranges[this.#firstRunning].ended) {
+        this.#firstRunning++;
+      }
+    }
+    this.#touched.clear();
+    this.stats.maxHeld = Math.max(this.stats.maxHeld, this.#held);
+  }
+
+  #handOverWaiting(index: number): void {
+    const range = this.#ranges[index];
+    if (range.waiting.length) {
+      for (const read of range.waiting.splice(0)) this.#handOver(index, read);
+    }
+  }
+
+  #handOver(index: number, read: ReadBatch): void {
+    const map = this.#map;
+    this.#held -= read.batch.count;
+    const batch = this.#seams
+      ? this.#seams.take(index, read.batch, read.from, read.to, map.valueBytes)
+      : read.batch;
+    if (batch.count === 0) return;
+    this.stats.entries += batch.count;
+    this.stats.batches++;
+    this.#visit(batch, index);
+  }
+
+  #end(index: number): void {
+    this.#ranges[index].ended = true;
+    this.#seams?.ended(index);
+  }
+
+  /**
+   * Range `index`'s first key is known (`null`: it read nothing): the first key of the ranges
+   * taken together is heard once every range before the first that has one has spoken.
+   */
+  #learnFirstKey(index: number, key: Uint8Array | null): void {
+    this.#ranges[index].firstKey = key;
+    if (this.#firstKeyHeard) return;
+    let first: Uint8Array | null = null;
+    for (const range of this.#ranges) {
+      if (range.firstKey === undefined) return; // a range before has not spoken yet
+      if (range.firstKey !== null) {
+        first = range.firstKey;
+        break;
+      }
+    }
+    this.#options.onFirstKey!(first);
+    this.#firstKeyHeard = true;
+  }
+}
+
 /**
  * Reads the ranges `bounds` (cursor positions `[start, end)`, in order, disjoint, within the
- * map's cursor space) at once, one Worker per range, calling `visit` with each batch as it
- * arrives (its views stay valid; batches of different ranges interleave). Each range of a
- * hash map keeps what precedes the next range's first key (its marker) in its last call.
+ * map's cursor space) at once on Workers, calling `visit` with each batch as it may go (its
+ * views stay valid; out of order, batches of different ranges interleave). Where ranges of a
+ * hash map meet, a key both read is handed over once (`RangeSeams`).
  */
 export async function walkRanges(
   map: BpfMap,
@@ -288,234 +348,25 @@ export async function walkRanges(
   visit: (batch: BatchView, range: number) => void,
   options: RangeWalkOptions = {},
 ): Promise<WalkStats> {
-  const ranges = bounds.length;
   const chunk = options.chunk ?? DEFAULT_CHUNK;
   if (!Number.isInteger(chunk) || chunk < 1) throw new BpfArgumentError(`Invalid chunk "${chunk}"`);
-  const array = isArray(map.info.type);
-  const { keySize, valueBytes } = map;
-  const pool = options.pool ?? await ParallelPool.forRanges(ranges);
-  const states: RangeState[] = Array.from({ length: ranges }, () => ({
-    done: false,
-    held: [],
-    // Arrays need no markers.
-    marker: array ? null : undefined,
-    pending: null,
-    started: false,
-  }));
-  // In order: the first range not yet complete; ranges up to `current + ahead` may run.
-  let current = 0;
-  const ahead = pool.size + 1;
-  const complete = (state: RangeState) =>
-    state.done && state.pending === null && state.marker !== undefined;
-  const handOver = (batch: BatchView, index: number) => {
-    stats.entries += batch.count;
-    stats.batches++;
-    visit(batch, index);
-  };
-  // A range may start while fewer than `ahead` ranges before it are incomplete, empty
-  // ranges aside (they hold nothing, and a range waits for the next one with a key).
-  const admit = (index: number) => {
-    let incomplete = 0;
-    for (let j = current; j < index; j++) {
-      if (!(states[j].done && firstKeys[j] === null)) incomplete++;
-    }
-    return incomplete < ahead;
-  };
-  let heldEntries = 0;
-  const advance = () => {
-    while (current < ranges && complete(states[current])) {
-      current++;
-      if (current >= ranges) break;
-      for (const batch of states[current].held.splice(0)) {
-        heldEntries -= batch.count;
-        handOver(batch, current);
-      }
-    }
-  };
-  const stats: WalkStats & { maxHeld: number } = {
-    entries: 0,
-    syscalls: 0,
-    batches: 0,
-    chunk,
-    maxHeld: 0,
-  };
-
-  // Until the first key is heard, batches wait (`onFirstKey` may hand over entries first).
-  let firstKeyHeard = !options.onFirstKey;
-  const held: [BatchView, number][] = [];
-  const deliver = (batch: BatchView, index: number) => {
-    if (!firstKeyHeard) held.push([batch, index]);
-    else if (options.inOrder && index !== current) {
-      states[index].held.push(batch);
-      heldEntries += batch.count;
-      stats.maxHeld = Math.max(stats.maxHeld, heldEntries);
-    } else handOver(batch, index);
-  };
-  const deliverCut = (batch: BatchView, index: number, marker: Uint8Array | null) => {
-    const kept = countBeforeMarker(batch, keySize, marker);
-    if (kept > 0) deliver(keepFirst(batch, kept, keySize, valueBytes), index);
-  };
-  // The first key of each range, once heard (`null`: the range is empty).
-  const firstKeys: (Uint8Array | null | undefined)[] = new Array(ranges).fill(undefined);
-  // A range stops before the first key of the next range that has one (an empty range
-  // passes on its own marker), the last range before the end marker.
-  const resolveMarkers = () => {
-    let next: Uint8Array | null | undefined = options.endMarker ?? null;
-    for (let j = ranges - 1; j >= 0; j--) {
-      const state = states[j];
-      if (state.marker === undefined && next !== undefined) {
-        state.marker = next;
-        if (state.pending) deliverCut(state.pending, j, next);
-        state.pending = null;
-      }
-      const own = firstKeys[j];
-      next = own === undefined ? undefined : own ?? next;
-    }
-  };
-  const hearFirstKey = () => {
-    let first: Uint8Array | null = null;
-    for (const key of firstKeys) {
-      if (key === undefined) return; // a range before it has not spoken yet
-      if (key !== null) {
-        first = key;
-        break;
-      }
-    }
-    options.onFirstKey!(first);
-    firstKeyHeard = true;
-    for (const [batch, at] of held.splice(0)) deliver(batch, at);
-  };
-  const learnFirstKey = (index: number, firstKey: Uint8Array | null) => {
-    firstKeys[index] = firstKey;
-    if (!firstKeyHeard) hearFirstKey();
-    if (!array) resolveMarkers();
-  };
-
+  const walk = new RangeWalk(map, bounds, visit, options, chunk);
+  const pool = options.pool ?? await ParallelPool.forRanges(bounds.length);
   try {
-    const jobs = bounds.map(([start, end], index) => ({
-      index,
-      fd: map.fd,
-      backend: map.backend,
-      keySize,
-      valueBytes,
-      maxEntries: map.info.maxEntries,
-      subject: map.subject,
-      chunk,
-      range: { start, end, array },
-    }));
-    await pool.run(jobs, (message) => {
-      const state = states[message.index];
-      if (message.kind === "error") {
-        throw message.errno === undefined ? new Error(message.message) : new BpfError({
-          errno: message.errno,
-          command: message.command ?? "LOOKUP_BATCH",
-          subject: map.subject,
-        });
-      }
-      if (message.kind === "done") {
-        stats.syscalls += message.syscalls;
-        if (!state.started) learnFirstKey(message.index, null);
-        state.started = true;
-        state.done = true;
-        if (options.inOrder) advance();
-        return;
-      }
-      const batch: BatchView = {
-        keys: new Uint8Array(message.keys, 0, message.count * keySize),
-        values: new Uint8Array(message.values, 0, message.count * valueBytes),
-        count: message.count,
-      };
-      if (!state.started) learnFirstKey(message.index, batch.keys.slice(0, keySize));
-      state.started = true;
-      if (!message.crossed) deliver(batch, message.index);
-      else if (state.marker !== undefined) deliverCut(batch, message.index, state.marker);
-      else state.pending = batch;
-      if (options.inOrder) advance();
-    }, options.inOrder ? admit : undefined);
+    await walk.run(pool);
   } finally {
     if (!options.pool) pool.close();
   }
-  if (!options.inOrder) delete (stats as WalkStats).maxHeld;
-  return stats;
-}
-
-/** The first `count` entries of `batch` (views of its buffers). */
-function keepFirst(batch: BatchView, count: number, keySize: number, valueBytes: number) {
-  return count === batch.count ? batch : {
-    keys: batch.keys.subarray(0, count * keySize),
-    values: batch.values.subarray(0, count * valueBytes),
-    count,
-  };
-}
-
-/** Options of `walkRange`. */
-export interface RangeOptions {
-  /** Entries per call (default 4096). */
-  chunk?: number;
-  /** The first key a walk from the range's end returned, or `null`: the range runs to the end. */
-  endMarker?: Uint8Array | null;
-  /**
-   * Lets the event loop run after this many milliseconds of walking (default: never), so
-   * that messages from Workers walking meanwhile are taken in rather than queued.
-   */
-  yieldEveryMs?: number;
-}
-
-/**
- * Resolves after the event loop has run the tasks already queued (Workers' messages): a
- * message to itself, which costs microseconds where a timer waits a millisecond or more.
- */
-function nextTask(): Promise<void> {
-  const { port1, port2 } = new MessageChannel();
-  return new Promise((resolve) => {
-    port1.onmessage = () => {
-      port1.close();
-      resolve();
-    };
-    port2.postMessage(null);
-  });
-}
-
-/**
- * Reads the range `[start, end)` of `map` on this thread with LOOKUP_BATCH, keeping of its
- * last call of a hash map what precedes `endMarker` (the first key a walk from `end`
- * returned; `null`: the range runs to the end of the map). Views are reused by the next batch.
- */
-export async function walkRange(
-  map: BpfMap,
-  range: readonly [number, number],
-  visit: (batch: BatchView) => void,
-  options: RangeOptions = {},
-): Promise<WalkStats> {
-  const array = isArray(map.info.type);
-  const marker = array ? null : options.endMarker ?? null;
-  const batches = map.batches({
-    chunk: options.chunk,
-    range: { start: range[0], end: range[1], array },
-  });
-  let entries = 0;
-  let handedOut = 0;
-  let walked = performance.now();
-  for (let step = batches.next();; step = batches.next()) {
-    if (step.done) return { ...step.value, entries, batches: handedOut };
-    const batch = step.value;
-    const kept = batch.crossed ? countBeforeMarker(batch, map.keySize, marker) : batch.count;
-    if (kept > 0) {
-      entries += kept;
-      handedOut++;
-      visit(keepFirst(batch, kept, map.keySize, map.valueBytes));
-    }
-    if (options.yieldEveryMs !== undefined && performance.now() - walked > options.yieldEveryMs) {
-      await nextTask();
-      walked = performance.now();
-    }
-  }
+  const { maxHeld: _maxHeld, ...stats } = walk.stats;
+  return options.inOrder ? walk.stats : stats;
 }
 
 /**
  * Reads every entry of `map` over disjoint ranges at once, calling `visit` with each batch
- * as it arrives (its views stay valid; batches of different ranges interleave). Every map
- * type that supports LOOKUP_BATCH, on either backend.
+ * as it arrives (its views stay valid; out of order, batches of different ranges
+ * interleave). Every map type that supports LOOKUP_BATCH, on either backend. No key comes
+ * twice, and every key present throughout comes once, whatever is written meanwhile (see
+ * `RangeSeams`).
  *
  * @example
  * ```ts
@@ -529,10 +380,9 @@ export async function forEachBatchParallel(
   visit: (batch: BatchView, range: number) => void,
   options: ParallelOptions = {},
 ): Promise<WalkStats> {
-  const ranges = options.ranges ??
-    (options.inOrder
-      ? inOrderRanges(map, options.chunk)
-      : options.pool?.size ?? navigator.hardwareConcurrency);
-  const space = checkRanges(map, ranges);
-  return await walkRanges(map, splitRanges(0, space, ranges), visit, options);
+  // One range per Worker at least, unless the map has fewer buckets (or keys) than that.
+  const atLeast = options.ranges ??
+    Math.min(options.pool?.size ?? navigator.hardwareConcurrency, cursorSpace(map));
+  const bounds = rangeBounds(map, { atLeast, chunk: options.chunk, inOrder: options.inOrder });
+  return await walkRanges(map, bounds, visit, options);
 }

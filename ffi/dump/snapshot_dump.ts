@@ -20,8 +20,11 @@
  * @module
  */
 
+import { isArray } from "../sys/constants.ts";
 import type { BatchView, BpfMap, WalkStats } from "../map/map.ts";
-import { cursorSpace, type ParallelPool, splitRanges, walkRange, walkRanges } from "./parallel.ts";
+import { firstEntries } from "./batches.ts";
+import { cursorSpace, splitRanges, walkRanges } from "./parallel.ts";
+import type { ParallelPool } from "./pool.ts";
 import type { MapSnapshot, SnapshotStats } from "./snapshot.ts";
 
 /** How long this thread walks a hybrid's gap before it takes in the Workers' batches. */
@@ -44,6 +47,82 @@ export interface SnapshotDumpStats extends WalkStats {
   gap?: [number, number];
   /** The longest single system call, in milliseconds: the snapshot's run. */
   longestCallMs: number;
+}
+
+/** How many of a batch's entries precede `marker` (all of them when it is null). */
+function countBeforeMarker(batch: BatchView, keySize: number, marker: Uint8Array | null): number {
+  if (marker === null) return batch.count;
+  const keys = batch.keys;
+  for (let i = 0; i < batch.count; i++) {
+    let same = true;
+    for (let b = 0; b < keySize && same; b++) same = keys[i * keySize + b] === marker[b];
+    if (same) return i;
+  }
+  return batch.count;
+}
+
+/** Options of `walkRange`. */
+export interface RangeOptions {
+  /** Entries per call (default 4096). */
+  chunk?: number;
+  /** The first key a walk from the range's end returned, or `null`: the range runs to the end. */
+  endMarker?: Uint8Array | null;
+  /**
+   * Lets the event loop run after this many milliseconds of walking (default: never), so
+   * that messages from Workers walking meanwhile are taken in rather than queued.
+   */
+  yieldEveryMs?: number;
+}
+
+/**
+ * Resolves after the event loop has run the tasks already queued (Workers' messages): a
+ * message to itself, which costs microseconds where a timer waits a millisecond or more.
+ */
+function nextTask(): Promise<void> {
+  const { port1, port2 } = new MessageChannel();
+  return new Promise((resolve) => {
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(null);
+  });
+}
+
+/**
+ * Reads the range `[start, end)` of `map` on this thread with LOOKUP_BATCH, keeping of its
+ * last call of a hash map what precedes `endMarker` (the first key a walk from `end`
+ * returned; `null`: the range runs to the end of the map). Views are reused by the next batch.
+ */
+export async function walkRange(
+  map: BpfMap,
+  range: readonly [number, number],
+  visit: (batch: BatchView) => void,
+  options: RangeOptions = {},
+): Promise<WalkStats> {
+  const array = isArray(map.info.type);
+  const marker = array ? null : options.endMarker ?? null;
+  const batches = map.batches({
+    chunk: options.chunk,
+    range: { start: range[0], end: range[1], array },
+  });
+  let entries = 0;
+  let handedOut = 0;
+  let walked = performance.now();
+  for (let step = batches.next();; step = batches.next()) {
+    if (step.done) return { ...step.value, entries, batches: handedOut };
+    const batch = step.value;
+    const kept = batch.crossed ? countBeforeMarker(batch, map.keySize, marker) : batch.count;
+    if (kept > 0) {
+      entries += kept;
+      handedOut++;
+      visit(firstEntries(batch, kept, map.keySize, map.valueBytes));
+    }
+    if (options.yieldEveryMs !== undefined && performance.now() - walked > options.yieldEveryMs) {
+      await nextTask();
+      walked = performance.now();
+    }
+  }
 }
 
 function addWalk(stats: SnapshotDumpStats, walk: WalkStats): void {
@@ -182,6 +261,9 @@ export async function forEachBatchHybrid(
   if (at < space) {
     batchSide = await walkRanges(
       map,
+      // One range per Worker: this thread runs the snapshot meanwhile and could not start
+      // more. Where the ranges meet, the keys of the later ones are kept until the earlier
+      // ones end (`RangeSeams`): no more than the key set a hybrid dump keeps anyway.
       splitRanges(at, space, workers),
       (batch) => {
         if (keepBatchSide) visit(batch);

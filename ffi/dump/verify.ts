@@ -33,6 +33,17 @@ class KeyBitmap {
   }
 }
 
+/** The hash of the key at word `at` of `source`, `words` long: odd, so never 0 (an empty slot). */
+function hashWords(source: Uint32Array, at: number, words: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < words; i++) {
+    hash = Math.imul(hash ^ source[at + i], 0x9e3779b1);
+    hash ^= hash >>> 15;
+  }
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  return ((hash ^ (hash >>> 13)) | 1) >>> 0;
+}
+
 /**
  * The distinct keys of any size seen, by open addressing: slot `s` holds a hash in
  * `#hashes[s]` (0 for an empty slot; hashes are odd) and the key, zero-padded to whole 32-bit
@@ -54,33 +65,38 @@ class KeyTable {
     this.#keys = new Uint32Array(slots * words);
   }
 
-  /** Adds the key at word `at` of `words`; true when it was there already. */
+  /** Adds the key at word `at` of `source`; true when it was there already. */
   add(source: Uint32Array, at: number): boolean {
     if (2 * this.#count >= this.#hashes.length) this.#grow();
+    const hash = hashWords(source, at, this.#words);
+    const slot = this.#probe(source, at, hash);
+    if (this.#hashes[slot] !== 0) return true;
+    this.#hashes[slot] = hash;
     const words = this.#words;
-    let hash = 0x811c9dc5;
-    for (let i = 0; i < words; i++) {
-      hash = Math.imul(hash ^ source[at + i], 0x9e3779b1);
-      hash ^= hash >>> 15;
-    }
-    hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
-    hash = ((hash ^ (hash >>> 13)) | 1) >>> 0;
+    for (let i = 0; i < words; i++) this.#keys[slot * words + i] = source[at + i];
+    this.#count++;
+    return false;
+  }
+
+  /** Whether the key at word `at` of `source` was added. */
+  has(source: Uint32Array, at: number): boolean {
+    return this.#hashes[this.#probe(source, at, hashWords(source, at, this.#words))] !== 0;
+  }
+
+  /** The slot that holds the key at word `at` of `source`, or the empty slot where it would go. */
+  #probe(source: Uint32Array, at: number, hash: number): number {
+    const words = this.#words;
     const hashes = this.#hashes;
     const keys = this.#keys;
     const mask = this.#mask;
     for (let slot = hash & mask;; slot = (slot + 1) & mask) {
       const held = hashes[slot];
-      const offset = slot * words;
-      if (held === 0) {
-        hashes[slot] = hash;
-        for (let i = 0; i < words; i++) keys[offset + i] = source[at + i];
-        this.#count++;
-        return false;
-      }
+      if (held === 0) return slot;
       if (held === hash) {
+        const offset = slot * words;
         let i = 0;
         while (i < words && keys[offset + i] === source[at + i]) i++;
-        if (i === words) return true;
+        if (i === words) return slot;
       }
     }
   }
@@ -263,4 +279,89 @@ export class KeySetInBackground implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** Packed keys: `count` keys of one size, one after the other. */
+export interface PackedKeyList {
+  /** The keys. */
+  readonly keys: Uint8Array;
+  /** How many. */
+  readonly count: number;
+}
+
+/**
+ * A set of packed keys, found by value: what the checks where the ranges of a parallel walk
+ * meet look keys up in. 4-byte keys go into a `Set` of numbers (a bitmap page each would cost
+ * 8 KiB for keys scattered over the u32 space), other sizes into an open-addressing table.
+ */
+export class PackedKeys {
+  readonly #keySize: number;
+  readonly #numbers: Set<number> | undefined;
+  readonly #table: KeyTable | undefined;
+  /** One key, zero-padded to whole words, for keys that cannot be read in place. */
+  readonly #scratch: Uint32Array;
+  readonly #scratchBytes: Uint8Array;
+
+  /**
+   * The keys of `lists`, of `keySize` bytes each.
+   *
+   * @example
+   * ```ts
+   * import { PackedKeys } from "./verify.ts";
+   * const set = new PackedKeys([{ keys: new Uint8Array([1, 0, 0, 0, 2, 0, 0, 0]), count: 2 }], 4);
+   * set.forEachFound({ keys: new Uint8Array([3, 0, 0, 0, 2, 0, 0, 0]), count: 2 }, console.log); // 1
+   * ```
+   */
+  constructor(lists: readonly PackedKeyList[], keySize: number) {
+    this.#keySize = keySize;
+    const words = Math.ceil(keySize / 4);
+    this.#scratch = new Uint32Array(words);
+    this.#scratchBytes = new Uint8Array(this.#scratch.buffer);
+    const total = lists.reduce((sum, list) => sum + list.count, 0);
+    if (keySize === 4) {
+      const numbers = this.#numbers = new Set();
+      for (const { keys, count } of lists) {
+        for (let i = 0; i < count; i++) numbers.add(u32Key(keys, i));
+      }
+    } else {
+      const table = this.#table = new KeyTable(words, total);
+      for (const list of lists) this.#eachKey(list, (source, at) => table.add(source, at));
+    }
+  }
+
+  /** Calls `found` with the index of each key of `list` that is in the set, in order. */
+  forEachFound(list: PackedKeyList, found: (index: number) => void): void {
+    const numbers = this.#numbers;
+    if (numbers) {
+      for (let i = 0; i < list.count; i++) if (numbers.has(u32Key(list.keys, i))) found(i);
+      return;
+    }
+    const table = this.#table!;
+    this.#eachKey(list, (source, at, i) => {
+      if (table.has(source, at)) found(i);
+    });
+  }
+
+  /** Calls `visit` with each key of `list` as words: in place when aligned, else copied. */
+  #eachKey(
+    { keys, count }: PackedKeyList,
+    visit: (source: Uint32Array, at: number, index: number) => void,
+  ): void {
+    const size = this.#keySize;
+    if (size % 4 === 0 && keys.byteOffset % 4 === 0) {
+      const words = new Uint32Array(keys.buffer, keys.byteOffset, (count * size) / 4);
+      for (let i = 0; i < count; i++) visit(words, (i * size) / 4, i);
+      return;
+    }
+    for (let i = 0; i < count; i++) {
+      this.#scratchBytes.set(keys.subarray(i * size, (i + 1) * size));
+      visit(this.#scratch, 0, i);
+    }
+  }
+}
+
+/** The 4-byte key at `index` of `keys`, little-endian. */
+function u32Key(keys: Uint8Array, index: number): number {
+  const at = index * 4;
+  return (keys[at] | (keys[at + 1] << 8) | (keys[at + 2] << 16) | (keys[at + 3] << 24)) >>> 0;
 }

@@ -25,6 +25,7 @@ import { BpfError, check, Errno } from "../sys/errors.ts";
 import { type Layout, layoutSize, readU64, writeField } from "../sys/layout.ts";
 import { BpfMap } from "./map.ts";
 import { BpfObject, type TestRun } from "./object.ts";
+import type { ChurnPattern } from "./churn.ts";
 
 /** Index of the stop flag in the shared control array: 0 runs, 1 stops. */
 export const STOP_FLAG = 0;
@@ -45,6 +46,8 @@ export interface ChurnJob {
   stable: number;
   /** Transient keys to use instead of the whole range, or `null`. */
   aim: number[] | null;
+  /** What the writer does (`ChurnOptions.pattern`). */
+  pattern: ChurnPattern;
   /** Operations per second, or `"max"`. */
   rate: number | "max";
   /** `Int32Array` over it: `[STOP_FLAG]`. */
@@ -126,7 +129,7 @@ class UserWriter implements Writer {
   readonly #insert: ElemCall;
   readonly #rewrite: ElemCall;
   readonly #delete: ElemCall;
-  #random: number;
+  #seed: number;
   #serial = 0;
 
   constructor(job: ChurnJob) {
@@ -141,16 +144,16 @@ class UserWriter implements Writer {
     this.#insert = b.elem("update", fd, this.#key, this.#value, BigInt(UpdateFlag.ANY));
     this.#rewrite = b.elem("update", fd, this.#key, this.#value, BigInt(UpdateFlag.EXIST));
     this.#delete = b.elem("delete", fd, this.#key, null);
-    this.#random = job.seed >>> 0 || 1;
+    this.#seed = job.seed >>> 0 || 1;
   }
 
   /** xorshift32: the user writer's random numbers. */
   #next(): number {
-    let x = this.#random;
+    let x = this.#seed;
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    return this.#random = x >>> 0;
+    return this.#seed = x >>> 0;
   }
 
   #transient(pick: number): number {
@@ -176,6 +179,32 @@ class UserWriter implements Writer {
   }
 
   run(n: number): number {
+    return this.#job.pattern === "window" ? this.#window(n) : this.#random(n);
+  }
+
+  /**
+   * `n` operations of the window: even ones insert the next transient key in turn, odd ones
+   * delete the key inserted `count / 2` inserts before (once there is one).
+   */
+  #window(n: number): number {
+    const { first, count } = this.#job;
+    const behind = Math.max(1, Math.floor(count / 2));
+    for (let i = 0; i < n; i++) {
+      const serial = this.#serial++;
+      const step = Math.floor(serial / 2);
+      this.#valueView.setUint32(0, serial >>> 0, true);
+      if (serial % 2 === 0) {
+        this.#keyView.setUint32(0, first + (step % count), true);
+        this.#result(this.#insert(), BpfCommand.MAP_UPDATE_ELEM);
+      } else if (step >= behind) {
+        this.#keyView.setUint32(0, first + ((step - behind) % count), true);
+        this.#result(this.#delete(), BpfCommand.MAP_DELETE_ELEM);
+      }
+    }
+    return n;
+  }
+
+  #random(n: number): number {
     const stable = this.#job.stable;
     for (let i = 0; i < n; i++) {
       const r = this.#next();

@@ -14,7 +14,9 @@
  * Operations, per random number: a quarter insert a transient key (BPF_ANY), a quarter
  * delete one, a quarter rewrite one's value (BPF_EXIST), and the last quarter rewrite a
  * stable key's value (BPF_EXIST) with `rewriteStable`, else insert or delete. About half the
- * transient keys are present at any time. Keys are their number as a little-endian u32 in
+ * transient keys are present at any time. Or, with the `window` pattern (user writer), each
+ * transient key in turn is inserted and deleted `count / 2` inserts later, as a flow table
+ * ages its entries out. Keys are their number as a little-endian u32 in
  * the first 4 bytes, the rest zero; values hold the writer's operation counter in their
  * first 4 bytes, the rest zero (kernel writer on per-CPU maps: the running CPU's slot).
  *
@@ -47,7 +49,18 @@ export interface ChurnOptions {
    * `[first, first + count)`.
    */
   aim?: number[];
+  /**
+   * What the writer does: `random` (default; the operations above, on random transient keys)
+   * or `window`, user writer only: inserts the transient keys in turn and deletes each one
+   * `count / 2` inserts later (every other operation an insert, then a delete), as a flow
+   * table ages its entries out: about half the transient keys are present, each for the same
+   * time, and the map's count stays all but still. Not with `aim` or `rewriteStable`.
+   */
+  pattern?: ChurnPattern;
 }
+
+/** What a churn writer does (see `ChurnOptions.pattern`). */
+export type ChurnPattern = "random" | "window";
 
 /** What a writer did, from its first operation to its stop. */
 export interface ChurnResult {
@@ -123,7 +136,8 @@ function requireWhole(value: number, what: string, min: number, max: number): nu
 function checkChurn(
   map: BpfMap,
   options: ChurnOptions,
-): Pick<ChurnJob, "first" | "count" | "stable" | "aim" | "rate"> {
+  writer: "user" | "kernel",
+): Pick<ChurnJob, "first" | "count" | "stable" | "aim" | "rate" | "pattern"> {
   const { info, subject } = map;
   if (!CHURN_TYPES.includes(info.type)) {
     throw new BpfArgumentError(
@@ -165,7 +179,18 @@ function checkChurn(
     }
     aim = [...options.aim];
   }
-  return { first, count, stable, aim, rate };
+  const pattern = options.pattern ?? "random";
+  if (pattern !== "random" && pattern !== "window") {
+    throw new BpfArgumentError(`Invalid pattern "${pattern}": expected "random" or "window"`);
+  }
+  if (pattern === "window" && (writer === "kernel" || aim !== null || stable > 0)) {
+    throw new BpfArgumentError(
+      `The window pattern is the user writer's, on all its transient keys: ${
+        writer === "kernel" ? "not the kernel writer's" : "leave aim and rewriteStable out"
+      }`,
+    );
+  }
+  return { first, count, stable, aim, rate, pattern };
 }
 
 /** Rebuilds in this thread the error a worker posted. */
@@ -236,7 +261,7 @@ class WorkerChurner implements Churner {
     writer: "user" | "kernel",
     options: ChurnOptions,
   ): Promise<WorkerChurner> {
-    const fields = checkChurn(map, options);
+    const fields = checkChurn(map, options, writer);
     if (writer === "kernel") {
       requireFacilities(
         KERNEL_WRITER_FACILITIES,

@@ -30,7 +30,7 @@ import {
   EntryWalker,
   type EntryWalkOptions,
   type WalkTarget,
-} from "../dump/walk.ts";
+} from "./walk.ts";
 
 /** What `BpfMap.create` makes. */
 export interface MapSpec {
@@ -81,6 +81,11 @@ export interface WalkStats {
   chunk: number;
   /** In-order parallel walks: the most entries held back at once, waiting for ranges before theirs. */
   maxHeld?: number;
+  /**
+   * Parallel walks of hash maps: keys that two ranges both read where they meet (a range's
+   * last call reads past its end), handed over once.
+   */
+  repeatsDropped?: number;
 }
 
 const MAX_U32 = 0xffff_ffff;

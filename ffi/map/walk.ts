@@ -2,7 +2,8 @@
  * The two ways to walk a whole map, each written once: `EntryWalker` (GET_NEXT_KEY +
  * LOOKUP_ELEM per entry) and `BatchWalker` (LOOKUP_BATCH in chunks). Both step with
  * `next()` and expose views into buffers they own and reuse, so a walk allocates nothing per
- * entry; the map class builds its callbacks and generators on them.
+ * entry; `BpfMap` builds its callbacks and generators on them, and the dumps of `ffi/dump/`
+ * (the parallel ranges' Workers among them) step them directly.
  *
  * @module
  */
@@ -11,7 +12,15 @@ import type { Backend, BatchCall, BatchCommandName, ElemCall } from "../sys/back
 import { ownedBytes } from "../sys/buffers.ts";
 import { BpfCommand } from "../sys/constants.ts";
 import { check, Errno } from "../sys/errors.ts";
-import type { KeySet } from "./verify.ts";
+
+/**
+ * The keys a per-entry walk has reported, for a walk that must report each key once
+ * (`KeySet` of `ffi/dump/` is one).
+ */
+export interface SeenKeys {
+  /** Adds one key (`keySize` bytes); false when it had been added before. */
+  add(key: Uint8Array): boolean;
+}
 
 /** What a walker needs to know of the map it walks. */
 export interface WalkTarget {
@@ -37,7 +46,7 @@ export interface EntryWalkOptions {
    * (`GET_NEXT_KEY` from a key deleted meanwhile) resumes after the last key it reported that
    * still exists. Without it, the walk follows the kernel as it is.
    */
-  keys?: KeySet;
+  keys?: SeenKeys;
   /** Restarts tolerated before the walk gives up with an error (default 10,000). */
   maxRestarts?: number;
   /** Hears each key the kernel returned again, before it is dropped (a view, reused). */
@@ -80,7 +89,7 @@ export class EntryWalker {
   readonly #lookup: [ElemCall, ElemCall];
   readonly #keys: [Uint8Array, Uint8Array];
   readonly #subject: string;
-  readonly #seen: KeySet | undefined;
+  readonly #seen: SeenKeys | undefined;
   readonly #maxRestarts: number;
   readonly #maxSteps: number;
   #steps = 0;
@@ -226,6 +235,9 @@ export const BATCH_COMMAND_NUMBERS: Record<BatchCommandName, number> = {
   delete: BpfCommand.MAP_DELETE_BATCH,
 };
 
+/** `BatchWalker.to` of a call that read to the end of the map: past every bucket. */
+export const END_OF_MAP = 2 ** 32;
+
 /** The default number of entries per batch call, as in the original study. */
 export const DEFAULT_CHUNK = 4096;
 
@@ -254,6 +266,16 @@ export class BatchWalker {
   chunk: number;
   /** Whether the current batch may hold entries past the range's end (range walks of hash maps). */
   crossed = false;
+  /**
+   * Hash maps: the bucket the current batch was read from (its call's `in_batch`; 0 for the
+   * first call of a whole walk). Its entries are of buckets `[from, to)`.
+   */
+  from = 0;
+  /**
+   * Hash maps: the bucket the next call starts at (the current call's `out_batch`), or
+   * `END_OF_MAP` when the current call read to the end of the map.
+   */
+  to = 0;
   readonly #target: WalkTarget;
   readonly #command: BatchCommandName;
   readonly #inBatch: Uint8Array;
@@ -332,6 +354,7 @@ export class BatchWalker {
       if (this.#seedCompat && this.syscalls >= this.#seedCompat.maxCalls) break;
       const ask = this.#ask();
       if (ask <= 0) break;
+      const from = this.#fromStart ? 0 : this.#cursor(this.#inBatch);
       const result = this.#call.run(ask, this.#fromStart, 0n);
       this.syscalls++;
       const count = this.#call.done();
@@ -355,12 +378,13 @@ export class BatchWalker {
         this.#inBatch.set(this.#outBatch);
         this.#fromStart = false;
       }
+      this.to = this.#finished ? END_OF_MAP : this.#cursor(this.#outBatch);
       if (this.#range && !this.#range.array) {
-        const out = this.#cursor(this.#outBatch);
-        this.crossed = this.#finished || out > this.#range.end;
-        if (out >= this.#range.end) this.#finished = true;
+        this.crossed = this.to > this.#range.end;
+        if (this.to >= this.#range.end) this.#finished = true;
       }
       if (count === 0) continue;
+      this.from = from;
       this.count = count;
       this.batches++;
       this.keys = this.#keyBuffer.subarray(0, count * t.keySize);
