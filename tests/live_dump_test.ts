@@ -19,8 +19,10 @@ import {
   methodFacilities,
   ParallelPool,
   rangeBounds,
+  startKernelChurn,
   startUserChurn,
 } from "../mod.ts";
+import { KERNEL_WRITER_FACILITIES } from "../ffi/map/churn.ts";
 import { bpfTest, facilityTest, runScript, u32At, u32Bytes } from "./_helpers.ts";
 
 /** Keys are numbers `0 .. KEYS - 1`; all but those the writer aims at stay, untouched. */
@@ -140,42 +142,52 @@ bpfTest(
   },
 );
 
-bpfTest(
-  "forEachBatchParallel, in order or not: 200 rounds each with a writer at every range's first keys, no key twice",
-  async () => {
-    // Many small ranges: each range's last call (chunk 64) reads into the next.
-    const keys = 20_000;
-    using map = filledMap(keys, 65_536);
-    const bounds = rangeBounds(map, { atLeast: 16 });
-    const aim = meetingKeys(map, bounds);
-    const stable = (key: number) => !aim.includes(key);
-    using pool = await ParallelPool.start(2);
-    await using _writer = await startUserChurn(map, { first: 0, count: keys, rate: "max", aim });
-    const failures: string[] = [];
-    let repeats = 0;
-    for (const inOrder of [false, true]) {
-      for (let round = 0; round < 200; round++) {
-        const batches: BatchView[] = [];
-        const stats = await forEachBatchParallel(map, (batch) => batches.push(batch), {
-          ranges: 16,
-          chunk: 64,
-          pool,
-          inOrder,
-        });
-        repeats += stats.repeatsDropped ?? 0;
-        const { twice, missing } = tally(batchKeys(batches), keys, stable);
-        if (twice || missing) {
-          failures.push(
-            `${
-              inOrder ? "in order" : "out of order"
-            }, round ${round}: ${twice} twice, ${missing} missing`,
-          );
-        }
+/**
+ * 200 rounds of the library's parallel walk in order and 200 out of order, with `start`'s
+ * writer flat out at the first keys of every range.
+ */
+async function walksAtMeetingKeys(start: typeof startUserChurn): Promise<void> {
+  // Many small ranges: each range's last call (chunk 64) reads into the next.
+  const keys = 20_000;
+  using map = filledMap(keys, 65_536);
+  const bounds = rangeBounds(map, { atLeast: 16 });
+  const aim = meetingKeys(map, bounds);
+  const stable = (key: number) => !aim.includes(key);
+  using pool = await ParallelPool.start(2);
+  await using _writer = await start(map, { first: 0, count: keys, rate: "max", aim });
+  const failures: string[] = [];
+  let repeats = 0;
+  for (const inOrder of [false, true]) {
+    for (let round = 0; round < 200; round++) {
+      const batches: BatchView[] = [];
+      const stats = await forEachBatchParallel(map, (batch) => batches.push(batch), {
+        ranges: 16,
+        chunk: 64,
+        pool,
+        inOrder,
+      });
+      repeats += stats.repeatsDropped ?? 0;
+      const { twice, missing } = tally(batchKeys(batches), keys, stable);
+      if (twice || missing) {
+        const order = inOrder ? "in order" : "out of order";
+        failures.push(`${order}, round ${round}: ${twice} twice, ${missing} missing`);
       }
     }
-    assert.deepEqual(failures, []);
-    assert.ok(repeats > 0, "no range read into the next: the test did not reach where ranges meet");
-  },
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(repeats > 0, "no range read into the next: the test did not reach where ranges meet");
+}
+
+bpfTest(
+  "forEachBatchParallel, in order or not: 200 rounds each with a user writer at every range's first keys, no key twice",
+  () => walksAtMeetingKeys(startUserChurn),
+);
+
+facilityTest(
+  import.meta.url,
+  "forEachBatchParallel, in order or not: 200 rounds each with the kernel writer at every range's first keys, no key twice",
+  KERNEL_WRITER_FACILITIES,
+  () => walksAtMeetingKeys(startKernelChurn),
 );
 
 facilityTest(
