@@ -77,6 +77,7 @@ export {
   ParallelPool,
   type Plan,
   rangeBounds,
+  type RangeOptions,
   RangeSeams,
   type RangeWalkOptions,
   readKernelCount,
