@@ -15,6 +15,7 @@ import {
   type Facility,
   MapType,
   type MapTypeName,
+  possibleCpus,
   probeFacility,
 } from "../mod.ts";
 
@@ -101,6 +102,43 @@ export const MAP_TYPES: readonly MapTypeName[] = Object.keys(MapType) as MapType
 export const HASH_TYPES: readonly MapTypeName[] = MAP_TYPES.filter((type) =>
   !type.endsWith("array")
 );
+
+/**
+ * The `max_entries` a map of `type` needs to hold `entries` keys with none evicted. An LRU map
+ * evicts before it is full: each CPU that inserts takes up to 128 free elements to its own
+ * list first (the kernel's `LOCAL_FREE_TARGET`), so a writer that moves between CPUs can find
+ * the shared list empty and evict while other CPUs hold free elements. LRU maps get room for
+ * every CPU's list on top of `entries`; other types get `entries`.
+ */
+export function roomFor(type: MapTypeName, entries: number): number {
+  return type.startsWith("lru") ? entries + possibleCpus() * 128 : entries;
+}
+
+const libc = Deno.dlopen("libc.so.6", {
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+});
+
+/**
+ * Runs `fn` with the calling thread held on CPU `cpu`, then lets it run where it ran before.
+ * Tests use it to move a writer between CPUs where per-CPU kernel state makes that matter.
+ */
+export function onCpu<T>(cpu: number, fn: () => T): T {
+  const before = new Uint8Array(128);
+  if (libc.symbols.sched_getaffinity(0, BigInt(before.length), before) !== 0) {
+    throw new Error("sched_getaffinity failed");
+  }
+  const only = new Uint8Array(128);
+  only[cpu >> 3] = 1 << (cpu & 7);
+  if (libc.symbols.sched_setaffinity(0, BigInt(only.length), only) !== 0) {
+    throw new Error(`cannot hold this thread on CPU ${cpu}`);
+  }
+  try {
+    return fn();
+  } finally {
+    libc.symbols.sched_setaffinity(0, BigInt(before.length), before);
+  }
+}
 
 /** Registers one BPF test per backend and type, named `<what> [<type>, <backend>]`. */
 export function eachTypeAndBackend(

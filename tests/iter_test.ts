@@ -22,7 +22,7 @@ import {
   methodFacilities,
   type WalkStats,
 } from "../mod.ts";
-import { ALL_BACKENDS, facilityTest, HASH_TYPES, MAP_TYPES } from "./_helpers.ts";
+import { ALL_BACKENDS, facilityTest, HASH_TYPES, MAP_TYPES, roomFor } from "./_helpers.ts";
 
 /** A test of the bpf_iter dump: skipped, with the probe's reason, where the kernel refuses it. */
 function iterTest(name: string, fn: () => void | Promise<void>): void {
@@ -149,8 +149,7 @@ function create(
   backend: BackendName,
   shape: { keySize: number; valueSize: number },
 ): BpfMap {
-  const maxEntries = type.startsWith("lru") ? 2 * ENTRIES : ENTRIES;
-  return BpfMap.create({ type, ...shape, maxEntries }, { backend });
+  return BpfMap.create({ type, ...shape, maxEntries: roomFor(type, ENTRIES) }, { backend });
 }
 
 /** Fills a fresh map: every key of a hash map, three keys in four of an array. */

@@ -21,7 +21,7 @@ import {
   possibleCpus,
   u32,
 } from "../mod.ts";
-import { ALL_BACKENDS, bpfTest, facilityTest, u32Bytes } from "./_helpers.ts";
+import { ALL_BACKENDS, bpfTest, facilityTest, onCpu, roomFor, u32Bytes } from "./_helpers.ts";
 
 const PER_CPU_TYPES: readonly MapTypeName[] = ["percpu_hash", "lru_percpu_hash", "percpu_array"];
 const VALUE_SIZES = [4, 12];
@@ -127,11 +127,16 @@ async function checkAgainstBpftool(
 ): Promise<void> {
   const cpus = possibleCpus();
   using map = BpfMap.create(
-    { type, keySize: 4, valueSize, maxEntries: ENTRIES },
+    { type, keySize: 4, valueSize, maxEntries: roomFor(type, ENTRIES) },
     { backend },
   );
+  // The writer moves between CPUs every few keys, as the scheduler may move it: an LRU map
+  // keeps free elements per CPU, and a map sized without room for them evicts keys.
+  const cpusOnline = navigator.hardwareConcurrency;
   for (let key = 0; key < ENTRIES; key++) {
-    map.update(u32Bytes(key), layout(key, valueSize, cpus));
+    onCpu(Math.floor(key / 3) % cpusOnline, () => {
+      map.update(u32Bytes(key), layout(key, valueSize, cpus));
+    });
   }
   const expected = new Map<number, number[][]>();
   for (let key = 0; key < ENTRIES; key++) {

@@ -54,6 +54,7 @@ import {
   countOf,
   facilityTest,
   gcTest,
+  roomFor,
   u32At,
   u32Bytes,
 } from "./_helpers.ts";
@@ -122,7 +123,7 @@ function filled(
   backend: BackendName,
   shape: { keySize: number; valueSize: number },
   entries = ENTRIES,
-  maxEntries = type === "lru_hash" ? 2 * entries : entries,
+  maxEntries = roomFor(type, entries),
 ): BpfMap {
   const map = BpfMap.create({ type, ...shape, maxEntries, name: "snapdump_test" }, { backend });
   const keys = new Uint8Array(entries * shape.keySize);

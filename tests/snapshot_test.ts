@@ -31,7 +31,15 @@ import {
   snapshotNsPerElement,
   type SnapshotStats,
 } from "../ffi/dump/snapshot.ts";
-import { ALL_BACKENDS, bpfTest, type Collect, facilityTest, gcTest, ROOT } from "./_helpers.ts";
+import {
+  ALL_BACKENDS,
+  bpfTest,
+  type Collect,
+  facilityTest,
+  gcTest,
+  roomFor,
+  ROOT,
+} from "./_helpers.ts";
 import { SNAPSHOT_FACILITIES } from "../ffi/dump/snapshot.ts";
 
 /** A test of the snapshot: skipped, with the probe's reason, where the kernel cannot run it. */
@@ -84,7 +92,7 @@ function filled(
   shape: { keySize: number; valueSize: number },
   entries = ENTRIES,
 ): BpfMap {
-  const maxEntries = type === "lru_hash" ? 2 * entries : entries;
+  const maxEntries = roomFor(type, entries);
   const map = BpfMap.create({ type, ...shape, maxEntries, name: "snap_test" }, { backend });
   const keys = new Uint8Array(entries * shape.keySize);
   const values = new Uint8Array(entries * shape.valueSize);

@@ -22,6 +22,7 @@ import {
   eachTypeAndBackend,
   HASH_TYPES,
   MAP_TYPES,
+  roomFor,
   ROOT,
   u32At,
   u32Bytes,
@@ -176,12 +177,7 @@ function createFor(
   entries: number,
   valueSize = 8,
 ): BpfMap {
-  // LRU maps evict before they are full: give them room.
-  const maxEntries = isArrayType(type)
-    ? entries
-    : type.startsWith("lru")
-    ? entries * 4
-    : Math.max(entries, 1);
+  const maxEntries = isArrayType(type) ? entries : roomFor(type, Math.max(entries, 1));
   return BpfMap.create({ type, keySize: 4, valueSize, maxEntries }, {
     backend,
   });
