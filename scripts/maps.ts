@@ -10,15 +10,8 @@ import { Errno } from "../ffi/sys/errors.ts";
 import { backend as pickBackend } from "../ffi/sys/backends.ts";
 import { BpfCommand } from "../ffi/sys/constants.ts";
 import { JsonWriter } from "../ffi/format/json_writer.ts";
-import {
-  fdObjectKind,
-  formatMapPlain,
-  isVanished,
-  MapInfoScratch,
-  mapShowRecord,
-  pinnedMapPaths,
-  writeMapJson,
-} from "../ffi/format/map_show.ts";
+import { fdObjectKind, pinnedMapPaths } from "../ffi/format/map_show.ts";
+import { allMaps, showMaps } from "./_map_show.ts";
 import { closeFd } from "../ffi/sys/libc.ts";
 import { backendFlag, intFlag, parseFlags, runMain, RuntimeError, UsageError } from "./_cli.ts";
 
@@ -85,20 +78,6 @@ function openPinned(path: string, backend: ReturnType<typeof backendFlag>): BpfM
   return BpfMap.fromFd(fd, { backend });
 }
 
-/** Opens every map on the system in id order, skipping those that vanish meanwhile. */
-function* allMaps(backend: ReturnType<typeof backendFlag>): Generator<BpfMap> {
-  for (const id of BpfMap.ids({ backend })) {
-    let map: BpfMap;
-    try {
-      map = BpfMap.fromId(id, { backend });
-    } catch (e) {
-      if (isVanished(e)) continue;
-      throw e;
-    }
-    yield map;
-  }
-}
-
 await runMain(USAGE, () => {
   const flags = parseFlags(FLAGS);
   const backend = backendFlag(flags.backend);
@@ -138,25 +117,7 @@ await runMain(USAGE, () => {
   }
 
   const out = new Output();
-  // One info buffer for the whole run, never cleared, as bpftool has it (see MapInfoScratch).
-  const scratch = new MapInfoScratch();
-  if (json && !single) json.startArray();
-  for (const map of maps) {
-    try {
-      const record = mapShowRecord(map, { pins, scratch });
-      if (json) {
-        writeMapJson(json, record);
-        out.write(json.take());
-      } else {
-        out.write(formatMapPlain(record));
-      }
-    } finally {
-      map.close();
-    }
-  }
-  if (json) {
-    if (!single) json.endArray();
-    out.write(json.end());
-  }
+  showMaps(maps, single, { json, pins }, (text) => out.write(text));
+  if (json) out.write(json.end());
   out.flush();
 });

@@ -102,12 +102,12 @@ Deno.test("btf decode: encoders refuse values that do not fit, naming where", ()
   const ok = { in: { bytes: [1, 2, 3], n: -5 }, flag: 7 };
   encode(ok, view, 0);
   const cases: [BtfValue, RegExp][] = [
-    [{ in: { bytes: [1, 2, 256], n: 0 }, flag: 0 }, /at "in\.bytes\[2\]".*from 0 to 255, got 256/],
+    [{ in: { bytes: [1, 2, 256], n: 0 }, flag: 0 }, /at "in\.bytes\[2\]".*256 does not fit unsigned char \(0 to 255\)/],
     [{ in: { bytes: [1, 2], n: 0 }, flag: 0 }, /at "in\.bytes".*expected 3 elements, got 2/],
     [{ in: { bytes: "abc", n: 0 }, flag: 0 }, /at "in\.bytes".*expected 3 elements/],
     [{ in: { bytes: [1, 2, 3], n: 40000 }, flag: 0 }, /at "in\.n".*-32768 to 32767/],
     [{ in: { bytes: [1, 2, 3], n: 1.5 }, flag: 0 }, /at "in\.n"/],
-    [{ in: { bytes: [1, 2, 3], n: 0 }, flag: 8 }, /at "flag".*from 0 to 7, got 8/],
+    [{ in: { bytes: [1, 2, 3], n: 0 }, flag: 8 }, /at "flag".*8 does not fit a 3-bit unsigned integer \(0 to 7\)/],
     [{ in: { bytes: [1, 2, 3] }, flag: 0 }, /at "in".*missing member "n"/],
     [{ in: { bytes: [1, 2, 3], n: 0, extra: 1 }, flag: 0 }, /unknown member "extra"/],
     [{ in: [1], flag: 0 }, /at "in".*expected an object/],
@@ -123,7 +123,7 @@ Deno.test("btf decode: encoders refuse values that do not fit, naming where", ()
   }
   assert.throws(() => encode(ok, view, 10), /No room for "struct outer"/);
   const u64 = compileEncoder(btf.typeById(t.u64));
-  assert.throws(() => u64(-1n, view, 0), /from 0 to 18446744073709551615/);
+  assert.throws(() => u64(-1n, view, 0), /-1 does not fit .* \(0 to 18446744073709551615\)/);
   assert.throws(() => u64(2 ** 60, view, 0), /expected a bigint/);
   assert.throws(() => compileEncoder(btf.typeById(t.bool))(2, view, 0), /expected a boolean/);
 });
@@ -187,7 +187,7 @@ Deno.test("btf decode: enums give names when a value matches, else numbers", () 
   assert.deepEqual(roundTrip(t(se64), -2n).value, -2n);
   assert.deepEqual(roundTrip(t(e64small), "N"), { bytes: [7, 0, 0, 0], value: "N" });
   assert.throws(() => roundTrip(t(u8e), "NOPE"), /unknown enumerator "NOPE" of "enum small"/);
-  assert.throws(() => roundTrip(t(u8e), 256), /from 0 to 255/);
+  assert.throws(() => roundTrip(t(u8e), 256), /\(0 to 255\)/);
 });
 
 Deno.test("btf decode: floats, pointers, arrays and typedefs", () => {

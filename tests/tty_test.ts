@@ -59,6 +59,7 @@ const CASES: Record<string, Case> = {
   maps: { args: (at) => ["--pin", at.map] },
   dump: { args: (at) => ["--pin", at.map], map: true },
   features: { args: () => [] },
+  map: { args: (at) => ["dump", "pinned", at.map], map: true },
 };
 
 /**

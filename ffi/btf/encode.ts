@@ -31,6 +31,19 @@ import { typeName } from "./name.ts";
 import { sizeof } from "./size.ts";
 import type { BtfType, Enum, Enum64, Int } from "./types.ts";
 
+/**
+ * A value that does not fit its type: `path` is where inside the value (`stats[2].bytes`,
+ * "" for the value itself) and `detail` why.
+ */
+export class BtfValueError extends BpfArgumentError {
+  override name = "BtfValueError";
+
+  /** The error for the value at `path` of a `typeName` value, unfit because of `detail`. */
+  constructor(readonly path: string, readonly detail: string, typeName: string) {
+    super(`Invalid value${path ? ` at "${path}"` : ""} for "${typeName}": ${detail}`);
+  }
+}
+
 /** Writes one value of a type into `view` at byte `offset`. */
 export type EncodeFn = (value: BtfValue, view: DataView, offset: number) => void;
 
@@ -46,7 +59,7 @@ function within(e: unknown, step: string): unknown {
 }
 
 function describe(value: unknown): string {
-  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "bigint") return `${value}`;
   if (typeof value === "string") return JSON.stringify(value.slice(0, 64));
   if (Array.isArray(value)) return `an array of ${value.length}`;
   if (value instanceof Uint8Array) return `a Uint8Array of ${value.length}`;
@@ -94,10 +107,7 @@ export function compileEncoder(type: BtfType, options: CodecOptions = {}): Encod
       inner(value, view, offset);
     } catch (e) {
       if (!(e instanceof Misfit)) throw e;
-      const at = e.path.replace(/^\./, "");
-      throw new BpfArgumentError(
-        `Invalid value${at ? ` at "${at}"` : ""} for "${typeName(type)}": ${e.detail}`,
-      );
+      throw new BtfValueError(e.path.replace(/^\./, ""), e.detail, typeName(type));
     }
   };
 }
@@ -236,6 +246,7 @@ function integer(
   bits: number,
   signed: boolean,
   bool = false,
+  what = `a ${bits}-bit ${signed ? "signed" : "unsigned"} integer`,
 ): (value: BtfValue) => number | bigint {
   if (bits === 0) {
     // An INT of no bits holds only 0 (the decoder reads 0, or false).
@@ -257,8 +268,11 @@ function integer(
   if (bits <= 48) {
     return (value: BtfValue) => {
       const x = typeof value === "bigint" ? Number(value) : value;
-      if (typeof x !== "number" || !Number.isInteger(x) || x < min || x > max) {
+      if (typeof x !== "number" || !Number.isInteger(x)) {
         throw new Misfit(`expected an integer from ${range}, got ${describe(value)}`);
+      }
+      if (x < min || x > max) {
+        throw new Misfit(`${describe(value)} does not fit ${what} (${range})`);
       }
       return x;
     };
@@ -271,7 +285,7 @@ function integer(
     else if (typeof value === "number" && Number.isSafeInteger(value)) x = BigInt(value);
     else throw new Misfit(`expected a bigint from ${bigMin} to ${bigMax}, got ${describe(value)}`);
     if (x < bigMin || x > bigMax) {
-      throw new Misfit(`expected a bigint from ${bigMin} to ${bigMax}, got ${describe(value)}`);
+      throw new Misfit(`${describe(value)} does not fit ${what} (${bigMin} to ${bigMax})`);
     }
     return x;
   };
@@ -336,7 +350,7 @@ function intEncoder(t: Int, le: boolean): EncodeFn {
   if (t.offset !== 0 || t.bits !== t.size * 8) {
     return bitsEncoder(t.offset, t.bits, intShape(t), le);
   }
-  const check = integer(t.bits, t.encoding === "signed", t.encoding === "bool");
+  const check = integer(t.bits, t.encoding === "signed", t.encoding === "bool", typeName(t));
   const write = wholeWriter(t.size, le);
   return (value, v, o) => write(check(value), v, o);
 }
@@ -360,7 +374,7 @@ function enumEncoder(
   const byName = new Map<string, number | bigint>();
   for (const [value, name] of enumNames(t)) if (!byName.has(name)) byName.set(name, value);
   for (const e of t.values) if (!byName.has(e.name)) byName.set(e.name, e.value);
-  const check = integer(bits, shape.signed);
+  const check = integer(bits, shape.signed, false, typeName(t));
   return (value, v, o) => {
     if (typeof value === "string") {
       const known = byName.get(value);

@@ -83,9 +83,17 @@ export { MAX_NESTING } from "./_graph.ts";
 export { isSized, sizeof } from "./size.ts";
 export { typeName } from "./name.ts";
 export { type BtfValue, type CodecOptions, compileDecoder, type DecodeFn } from "./decode.ts";
-export { compileEncoder, type EncodeFn } from "./encode.ts";
+export { BtfValueError, compileEncoder, type EncodeFn } from "./encode.ts";
 export { type BtfCodec, btfCodec, charsToString, isCharArray, stringToChars } from "./codec.ts";
 export { BtfBuilder, type BuilderOptions, type TypeSpec } from "./builder.ts";
+export {
+  encodeJson,
+  encodeRawJson,
+  fromPrinted,
+  looksLikeJson,
+  parseJsonExact,
+} from "./json_input.ts";
+export { JsonMap, type JsonUpdateFlag, JsonValueError } from "./json_map.ts";
 export {
   type BtfInfo,
   type BtfMapSpec,

@@ -613,3 +613,36 @@ export class BpftoolDump {
     this.#out.bytes(bytes);
   }
 }
+
+/**
+ * One entry as `bpftool map lookup`, `peek` and `pop` print it (`print_key_value`): with
+ * `json` (the run's writer, `-j`/`-p`), its raw bytes and what BTF formats of them; without,
+ * the BTF-formatted entry as pretty JSON, or hex text when the map has no BTF. The value is
+ * every CPU's for a per-CPU map.
+ *
+ * @example
+ * ```ts
+ * import { printEntry } from "./bpftool_dump.ts";
+ * import { ByteWriter } from "./byte_writer.ts";
+ * const out = new ByteWriter(Deno.stdout);
+ * const shape = { keySize: 4, valueSize: 4, perCpu: 0, btf: null };
+ * printEntry(shape, out, Uint8Array.of(1, 0, 0, 0), Uint8Array.of(7, 0, 0, 0));
+ * out.flush(); // key: 01 00 00 00  value: 07 00 00 00
+ * ```
+ */
+export function printEntry(
+  shape: DumpShape,
+  out: ByteWriter,
+  key: Uint8Array,
+  value: Uint8Array,
+  json?: JsonWriter,
+): void {
+  // Plain text of a map with BTF: its own pretty writer, ended (a newline) after the entry.
+  const pretty = !json && shape.btf ? new JsonWriter({ pretty: true }) : undefined;
+  const t = new TemplateBuilder(json ?? pretty);
+  if (json) emitJsonEntry(t, shape);
+  else if (pretty) emitFormatted(t, shape, true);
+  else emitPlainEntry(t, shape);
+  render(t.finish(), out, key, 0, value, 0);
+  if (pretty) out.text(pretty.end());
+}

@@ -17,7 +17,7 @@ export const BACKENDS = ["syscall", "libbpf"] as const;
 export type BackendName = typeof BACKENDS[number];
 
 /** The element commands a prepared element call can run. */
-export type ElemCommandName = "lookup" | "update" | "delete" | "nextKey";
+export type ElemCommandName = "lookup" | "update" | "delete" | "nextKey" | "lookupAndDelete";
 
 /** The batch commands a prepared batch call can run. */
 export type BatchCommandName =

@@ -304,6 +304,10 @@ export interface MapCreateAttr {
   mapFlags: number;
   /** Name, at most 15 bytes kept. */
   name: string;
+  /** The inner map's fd, for a map of maps (the template of its values). */
+  innerMapFd?: number;
+  /** The network device's index, for a map offloaded to it. */
+  ifindex?: number;
 }
 
 /** Encodes the `BPF_MAP_CREATE` arm. The view must be zeroed and at least `layoutSize(MAP_CREATE_ATTR)` long. */
@@ -315,6 +319,8 @@ export function encodeMapCreate(view: DataView, attr: MapCreateAttr): void {
   writeField(view, f.maxEntries, attr.maxEntries);
   writeField(view, f.mapFlags, attr.mapFlags);
   writeName(view, f.mapName, attr.name);
+  if (attr.innerMapFd) writeField(view, f.innerMapFd, attr.innerMapFd);
+  if (attr.ifindex) writeField(view, f.mapIfindex, attr.ifindex);
 }
 
 /** What the element commands take; pointers are addresses of buffers the caller keeps alive. */
@@ -419,6 +425,7 @@ export const LIBBPF_MAP_CREATE_OPTS = {
   fields: {
     sz: field(0, 8, "sz"),
     btfFd: field(8, 4, "btf_fd"),
+    innerMapFd: field(24, 4, "inner_map_fd"),
     mapFlags: field(28, 4, "map_flags"),
     mapExtra: field(32, 8, "map_extra"),
     numaNode: field(40, 4, "numa_node"),

@@ -65,6 +65,14 @@ const LIBBPF_SYMBOLS = {
     ],
     result: "i32",
   },
+  bpf_map_lookup_and_delete_elem: {
+    parameters: [
+      "i32", // int fd
+      "pointer", // const void *key
+      "pointer", // void *value
+    ],
+    result: "i32",
+  },
   bpf_map_get_next_key: {
     parameters: [
       "i32", // int fd

@@ -71,6 +71,12 @@ class PreparedElem {
         return this.#lib.bpf_map_delete_elem(this.#fd, this.#keyPointer);
       case "nextKey":
         return this.#lib.bpf_map_get_next_key(this.#fd, this.#keyPointer, this.#valuePointer);
+      case "lookupAndDelete":
+        return this.#lib.bpf_map_lookup_and_delete_elem(
+          this.#fd,
+          this.#keyPointer,
+          this.#valuePointer,
+        );
     }
   }
 }
@@ -159,6 +165,10 @@ export class LibbpfBackend implements Backend {
       BigInt(LIBBPF_OPTS_SIZE.mapCreate),
     );
     writeField(view, LIBBPF_MAP_CREATE_OPTS.fields.mapFlags, attr.mapFlags);
+    if (attr.innerMapFd) {
+      writeField(view, LIBBPF_MAP_CREATE_OPTS.fields.innerMapFd, attr.innerMapFd);
+    }
+    if (attr.ifindex) writeField(view, LIBBPF_MAP_CREATE_OPTS.fields.mapIfindex, attr.ifindex);
     const name = attr.name ? cString(attr.name.slice(0, 15)) : null;
     return create(
       attr.mapType,

@@ -87,6 +87,7 @@ const LIBC_SYMBOLS = {
     ],
     result: "i32", // int
   },
+  strerror: { parameters: ["i32"], result: "pointer" }, // char *strerror(int errnum)
   opendir: { parameters: ["buffer"], result: "pointer" }, // DIR *opendir(const char *name)
   readdir: { parameters: ["pointer"], result: "pointer" }, // struct dirent *readdir(DIR *dirp)
   closedir: { parameters: ["pointer"], result: "i32" }, // int closedir(DIR *dirp)
@@ -133,6 +134,12 @@ export function errno(): number {
 /** Turns a libc-style result (`-1` and errno) into the toolkit's convention (`-errno`). */
 export function negativeErrno(result: number): number {
   return result < 0 ? -errno() : result;
+}
+
+/** `strerror(errnum)`: libc's text for an errno ("No such file or directory"), as C tools print it. */
+export function errnoText(errnum: number): string {
+  const text = libcSymbols().strerror(errnum);
+  return text ? Deno.UnsafePointerView.getCString(text) : `Unknown error ${errnum}`;
 }
 
 /** Closes a file descriptor; returns 0 or `-errno`. */
@@ -222,13 +229,14 @@ export function mountFileSystem(
   source: string,
   target: string,
   type: string,
+  flags = 0n,
 ): number {
   return negativeErrno(
     libcSymbols().mount(
       cString(source),
       cString(target),
       cString(type),
-      0n,
+      flags,
       null,
     ),
   );

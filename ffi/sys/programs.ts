@@ -22,7 +22,7 @@ import {
   writeName,
 } from "./layout.ts";
 import { closeFd, cString, readFd } from "./libc.ts";
-import { bpfCommand } from "./syscall_backend.ts";
+import { bpfCommand, objInfo } from "./syscall_backend.ts";
 
 /** `enum bpf_prog_type` values the toolkit loads. */
 export const ProgramType = {
@@ -332,4 +332,46 @@ export function describeFailure(failure: LoadFailure | number, stage: string): s
     ? ""
     : ` (the verifier said: ${failure.log})`;
   return `${errnoName(errno)} at ${stage}${log}`;
+}
+
+/** What `BPF_OBJ_GET_INFO_BY_FD` tells of a program that `bpftool`'s selectors match on. */
+export interface ProgramIdentity {
+  /** The program's id. */
+  id: number;
+  /** Its tag, as 16 lowercase hex digits. */
+  tag: string;
+  /** Its name (at most 15 characters). */
+  name: string;
+}
+
+/** `struct bpf_prog_info` up to its name: `tag` at 8, `name` at 64. */
+const PROG_INFO_BYTES = 80;
+
+/** `BPF_PROG_GET_FD_BY_ID`: an fd of program `id`, or `-errno`. */
+export function programFdById(id: number): number {
+  const attr = ownedBytes(16);
+  new DataView(attr.buffer).setUint32(0, id, true);
+  return bpfCommand(BpfCommand.PROG_GET_FD_BY_ID, attr);
+}
+
+/** `BPF_PROG_GET_NEXT_ID`: the next program id after `startId`, or `-errno` (`-ENOENT` at the end). */
+export function nextProgramId(startId: number): number {
+  const attr = ownedBytes(16);
+  const view = new DataView(attr.buffer);
+  view.setUint32(0, startId, true);
+  const result = bpfCommand(BpfCommand.PROG_GET_NEXT_ID, attr);
+  return result < 0 ? result : view.getUint32(4, true);
+}
+
+/** The id, tag and name of the program behind `fd`, or `-errno`. */
+export function programIdentity(fd: number): ProgramIdentity | number {
+  const info = ownedBytes(PROG_INFO_BYTES);
+  const result = objInfo(fd, info);
+  if (result < 0) return result;
+  const view = new DataView(info.buffer);
+  const tag = [...info.subarray(8, 16)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const nameBytes = info.subarray(64, 80);
+  const end = nameBytes.indexOf(0);
+  const name = new TextDecoder().decode(nameBytes.subarray(0, end < 0 ? 16 : end));
+  return { id: view.getUint32(4, true), tag, name };
 }

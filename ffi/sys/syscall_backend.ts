@@ -41,6 +41,7 @@ const ELEM_COMMANDS: Record<ElemCommandName, bigint> = {
   update: BigInt(BpfCommand.MAP_UPDATE_ELEM),
   delete: BigInt(BpfCommand.MAP_DELETE_ELEM),
   nextKey: BigInt(BpfCommand.MAP_GET_NEXT_KEY),
+  lookupAndDelete: BigInt(BpfCommand.MAP_LOOKUP_AND_DELETE_ELEM),
 };
 
 const BATCH_COMMANDS: Record<BatchCommandName, bigint> = {
