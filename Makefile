@@ -6,7 +6,7 @@
 #                    (cilium/ebpf 0.9.1, from Debian, built offline) and node_bpf (optional)
 # ENTRIES=N sets the demo's map size (default 1,048,576; the study's is 104,857,600).
 
-APT_PACKAGES := clang llvm libbpf-dev bpftool
+APT_PACKAGES := clang llvm libbpf-dev bpftool tmux
 # What the references need beyond that: Go and the study's library (Node and npm, for node_bpf,
 # are installed only when absent: a machine's own Node is kept).
 PEER_APT_PACKAGES := golang-go golang-github-cilium-ebpf-dev golang-golang-x-sys-dev
