@@ -24,9 +24,23 @@ import { fdObjectKind } from "../ffi/format/map_show.ts";
 export class BpftoolError extends Error {
   override name = "BpftoolError";
 
-  /** A failure printed as bpftool prints `message`, exiting with `status`. */
-  constructor(message: string, readonly status = 255, readonly usage = false) {
+  /**
+   * A failure printed as bpftool prints `message`, exiting with `status`. bpftool puts its
+   * messages in JSON unescaped (a `"` in a word it quotes breaks the JSON); messages of this
+   * toolkit's own (`escaped`: typed input, `save`, `restore`, `watch`) are escaped.
+   */
+  constructor(
+    message: string,
+    readonly status = 255,
+    readonly usage = false,
+    readonly escaped = false,
+  ) {
     super(message);
+  }
+
+  /** The message as a JSON string, as bpftool's `jsonw_vprintf_enquote` or escaped. */
+  get jsonString(): string {
+    return this.escaped ? JSON.stringify(this.message) : `"${this.message}"`;
   }
 }
 

@@ -42,6 +42,8 @@ export interface Run {
   out: ByteWriter;
   /** `-n`/`--nomount`: never mount a bpffs to pin. */
   nomount: boolean;
+  /** `-f`/`--bpffs`: `show` lists each map's pins. */
+  bpffs: boolean;
 }
 
 /** A verb: takes its words, writes, returns the exit status (or throws a `BpftoolError`). */
@@ -102,15 +104,17 @@ function takeData(words: Words, what: "key" | "value", into: Uint8Array, type?: 
     // Not JSON after all: a word that opens an object or an array was meant as JSON; any
     // other is read as bytes, for bpftool's message.
     if (!/^\s*[[{]/.test(word)) return takeBytes(words, what, into);
-    throw new BpftoolError(`${what}: ${(e as Error).message}`);
+    throw new BpftoolError(`${what}: ${(e as Error).message}`, 255, false, true);
   }
   words.next();
   try {
     if (type) encodeJson(type, json, into);
     else encodeRawJson(json, into);
   } catch (e) {
-    if (e instanceof BtfValueError) throw new BpftoolError(new JsonValueError(what, e).message);
-    throw new BpftoolError((e as Error).message);
+    const message = e instanceof BtfValueError
+      ? new JsonValueError(what, e).message
+      : (e as Error).message;
+    throw new BpftoolError(message, 255, false, true);
   }
 }
 

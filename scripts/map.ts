@@ -334,7 +334,7 @@ async function runVerb(options: Options, out: ByteWriter): Promise<number> {
       if (json) {
         json.startObject();
         json.name("error");
-        json.raw(`"${e.message}"`);
+        json.raw(e.jsonString);
         json.endObject();
       } else {
         out.flush();
@@ -369,7 +369,7 @@ async function main(): Promise<number> {
     } catch (e) {
       if (!(e instanceof BpftoolError)) throw e;
       if (e.message) {
-        if (json) writeAll(Deno.stdout, `{"error":"${e.message}"}\n`);
+        if (json) writeAll(Deno.stdout, `{"error":${JSON.stringify(e.message)}}\n`);
         else writeAll(Deno.stderr, `Error: ${e.message}\n`);
       }
       return e.status;

@@ -102,12 +102,18 @@ Deno.test("btf decode: encoders refuse values that do not fit, naming where", ()
   const ok = { in: { bytes: [1, 2, 3], n: -5 }, flag: 7 };
   encode(ok, view, 0);
   const cases: [BtfValue, RegExp][] = [
-    [{ in: { bytes: [1, 2, 256], n: 0 }, flag: 0 }, /at "in\.bytes\[2\]".*256 does not fit unsigned char \(0 to 255\)/],
+    [
+      { in: { bytes: [1, 2, 256], n: 0 }, flag: 0 },
+      /at "in\.bytes\[2\]".*256 does not fit unsigned char \(0 to 255\)/,
+    ],
     [{ in: { bytes: [1, 2], n: 0 }, flag: 0 }, /at "in\.bytes".*expected 3 elements, got 2/],
     [{ in: { bytes: "abc", n: 0 }, flag: 0 }, /at "in\.bytes".*expected 3 elements/],
     [{ in: { bytes: [1, 2, 3], n: 40000 }, flag: 0 }, /at "in\.n".*-32768 to 32767/],
     [{ in: { bytes: [1, 2, 3], n: 1.5 }, flag: 0 }, /at "in\.n"/],
-    [{ in: { bytes: [1, 2, 3], n: 0 }, flag: 8 }, /at "flag".*8 does not fit a 3-bit unsigned integer \(0 to 7\)/],
+    [
+      { in: { bytes: [1, 2, 3], n: 0 }, flag: 8 },
+      /at "flag".*8 does not fit a 3-bit unsigned integer \(0 to 7\)/,
+    ],
     [{ in: { bytes: [1, 2, 3] }, flag: 0 }, /at "in".*missing member "n"/],
     [{ in: { bytes: [1, 2, 3], n: 0, extra: 1 }, flag: 0 }, /unknown member "extra"/],
     [{ in: [1], flag: 0 }, /at "in".*expected an object/],

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 
 /** Each folder of `ffi/` and its floor: a module may import from lower floors only. */
-const FLOORS: Record<string, number> = { sys: 0, map: 1, btf: 2, dump: 3, format: 3 };
+const FLOORS: Record<string, number> = { sys: 0, map: 1, btf: 2, dump: 3, format: 3, save: 4 };
 
 const FFI = new URL("../ffi/", import.meta.url);
 
