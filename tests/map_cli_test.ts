@@ -13,6 +13,10 @@
 import assert from "node:assert/strict";
 import { BpfMap, type MapTypeName } from "../mod.ts";
 import { bpfTest, scriptCommand } from "./_helpers.ts";
+import { asm, loadProgram, programIdentity } from "../ffi/sys/programs.ts";
+import { backend } from "../ffi/sys/backends.ts";
+import { closeFd } from "../ffi/sys/libc.ts";
+import { BPFTOOL_MAP_TYPE_NAMES } from "../ffi/format/map_show.ts";
 import { fillRandom, loadObject, objectTest, prng, SEED } from "./_btf_helpers.ts";
 
 const decoder = new TextDecoder();
@@ -89,17 +93,18 @@ function bytes(...values: number[]): Uint8Array {
 function makeFixtures(dir: string, tag: string): void {
   const make = (
     name: string,
-    type: MapTypeName | 22 | 23,
+    type: MapTypeName | 3 | 22 | 23,
     keySize: number,
     valueSize: number,
     maxEntries: number,
     fill: [Uint8Array, Uint8Array][] = [],
   ) => {
     if (typeof type === "number") {
-      // Queues and stacks: created by bpftool (this toolkit's BpfMap makes keyed maps only).
+      // Queues, stacks and program arrays: made by bpftool (BpfMap creates the types it reads).
       const path = `${dir}/${name}`;
-      const args = ["map", "create", path, "type", type === 22 ? "queue" : "stack"];
-      args.push("key", "0", "value", String(valueSize), "entries", String(maxEntries));
+      const args = ["map", "create", path, "type", BPFTOOL_MAP_TYPE_NAMES[type]];
+      args.push("key", String(keySize), "value", String(valueSize));
+      args.push("entries", String(maxEntries));
       const made = new Deno.Command("bpftool", { args: [...args, "name", `${tag}${name}`] })
         .outputSync();
       assert.equal(made.code, 0, decoder.decode(made.stderr));
@@ -121,6 +126,7 @@ function makeFixtures(dir: string, tag: string): void {
   make("pbig", "percpu_hash", 4, 20, 2, [[bytes(1, 0, 0, 0), range(1, 20)]]);
   make("lru", "lru_hash", 4, 4, 16, [[bytes(1, 0, 0, 0), bytes(1, 0, 0, 0)]]);
   make("q", 22, 0, 4, 3);
+  make("parr", 3, 4, 4, 2);
   make("s", 23, 0, 4, 3);
   make("empty", "hash", 4, 4, 2);
   make("f12", "hash", 12, 12, 2, [[range(1, 12), range(1, 12)]]);
@@ -257,6 +263,8 @@ const READ_ONLY: Case[] = [
   "-j dump pinned $D/ph",
   "-p dump pinned $D/f20",
   "dump pinned $D/pbig",
+  "dump pinned $D/parr",
+  "lookup pinned $D/parr key 0 0 0 0",
   "dump pinned",
   "show pinned $D/a",
   "-j show pinned $D/h",
@@ -429,6 +437,23 @@ const WRITING: Record<string, Case[]> = {
     "pin pinned $D/h $D/nodir/x",
     "-n pin pinned $D/h /tmp/x",
   ],
+  progs: [
+    "update pinned $D/parr key 0 0 0 0 value pinned $D/prog",
+    "-j update pinned $D/parr key 1 0 0 0 value pinned $D/prog",
+    "lookup pinned $D/parr key 0 0 0 0",
+    "update pinned $D/parr key 1 0 0 0 value id $PROG_ID",
+    "-j update pinned $D/parr key 1 0 0 0 value id $PROG_ID",
+    "update pinned $D/parr key 0 0 0 0 value tag $PROG_TAG",
+    "update pinned $D/parr key 0 0 0 0 value name mc_prog",
+    "update pinned $D/parr key 0 0 0 0 value name mc_no_such_prog",
+    "update pinned $D/parr key 1 0 0 0 value 1 0 0 0",
+    "update pinned $D/parr key 1 0 0 0 value id",
+    "update pinned $D/parr key 1 0 0 0 value pinned $D/h",
+    "update pinned $D/parr key 2 0 0 0 value pinned $D/prog",
+    "delete pinned $D/parr key 0 0 0 0",
+    "delete pinned $D/parr key 0 0 0 0",
+    "-p getnext pinned $D/parr",
+  ],
   create: [
     "create $D/c1 type hash key 4 value 4 entries 2 name mc_c1",
     "-j create $D/c2 type hash key 4 value 4 entries 2 name mc_c2 flags 1",
@@ -459,6 +484,24 @@ const WRITING: Record<string, Case[]> = {
   ],
 };
 
+/** A loaded program (a `syscall` one returning 42), to be pinned as program arrays' values. */
+function loadReturnProgram(): { id: number; tag: string; pin(path: string): void } & Disposable {
+  const fd = loadProgram({
+    name: "mc_prog",
+    kind: "syscall",
+    insns: [asm.movImm(0, 42), asm.exit()],
+  });
+  if (typeof fd !== "number") throw new Error(`the program was refused: errno ${fd.errno}`);
+  const identity = programIdentity(fd);
+  if (typeof identity === "number") throw new Error(`no program info: errno ${-identity}`);
+  return {
+    id: identity.id,
+    tag: identity.tag,
+    pin: (path) => assert.equal(backend().pin(fd, path), 0, `pin ${path}`),
+    [Symbol.dispose]: () => closeFd(fd),
+  };
+}
+
 /**
  * Every pin under `dir` (not in sub-folders) and its map's entries as `bpftool -j map dump`
  * prints them, sorted (two hash maps order the same keys differently: their seeds differ).
@@ -481,12 +524,20 @@ for (const [name, steps] of Object.entries(WRITING)) {
       const theirs = pinFolder(`mc_${name}_t_`);
       const mine = pinFolder(`mc_${name}_m_`);
       try {
+        // One program, pinned on both sides: its id and tag are the same in both outputs.
+        using program = loadReturnProgram();
         for (const [dir, tag] of [[theirs, "mt"], [mine, "mm"]]) {
           makeFixtures(dir, tag);
           makeMapOfMaps(dir, "aom", "array_of_maps");
           makeMapOfMaps(dir, "hom", "hash_of_maps");
+          program.pin(`${dir}/prog`);
         }
-        for (const step of steps) await same(wordsOf(step), { dir: theirs }, { dir: mine });
+        for (const step of steps) {
+          const words = wordsOf(step).map((w) =>
+            w.replace("$PROG_ID", String(program.id)).replace("$PROG_TAG", program.tag)
+          );
+          await same(words, { dir: theirs }, { dir: mine });
+        }
         // Maps of maps hold the inner map's id, which differs between the sides.
         const held = async (dir: string) => {
           const all = await contents(dir);
