@@ -375,6 +375,27 @@ bpfTest(
 );
 
 bpfTest(
+  "user writer, window pattern: starts once its window is full, so a study's first round sees the steady state [hash]",
+  async () => {
+    using map = stableMap("hash", 4, 8);
+    // A slow writer: were it ready after its first chunk, the window would hold a few keys.
+    await using churner = await startUserChurn(map, {
+      first: FIRST,
+      count: TRANSIENT,
+      rate: 20_000,
+      pattern: "window",
+    });
+    // Read while the writer goes on: keys inserted and deleted meanwhile may be missed.
+    const { transient } = checkContents(map, "window writer at start");
+    assert.ok(
+      transient.length >= 0.8 * TRANSIENT / 2,
+      `${transient.length} transient keys present when the writer was ready, of ${TRANSIENT / 2}`,
+    );
+    await churner.stop();
+  },
+);
+
+bpfTest(
   "churn.ts: the dump command and the window writer are rows; no stable key missed or reported twice; the pin is gone after",
   async () => {
     const run = await runScript(

@@ -109,6 +109,8 @@ export const CHURN_ARGS = {
 interface Writer {
   /** Writes refused by the kernel for a full map (or lack of memory), so far. */
   readonly failed: number;
+  /** Whether the map is in the writer's steady state (the window pattern: its window full). */
+  readonly settled: boolean;
   run(n: number): number;
   close(): void;
 }
@@ -178,6 +180,11 @@ class UserWriter implements Writer {
     });
   }
 
+  get settled(): boolean {
+    if (this.#job.pattern !== "window") return true;
+    return this.#serial >= 2 * Math.max(1, Math.floor(this.#job.count / 2));
+  }
+
   run(n: number): number {
     return this.#job.pattern === "window" ? this.#window(n) : this.#random(n);
   }
@@ -234,6 +241,7 @@ class UserWriter implements Writer {
 /** The kernel writer: `churn_writer.bpf.o` loaded on the map and run with BPF_PROG_TEST_RUN. */
 class KernelWriter implements Writer {
   failed = 0;
+  readonly settled = true;
   readonly #object: BpfObject;
   readonly #run: TestRun;
   // The run's context (its `TestRun` keeps it referenced).
@@ -308,7 +316,10 @@ function post(message: ChurnMessage): void {
   scope.postMessage(message);
 }
 
-/** Runs the writer until the stop flag is raised; posts `ready` after the first chunk. */
+/**
+ * Runs the writer until the stop flag is raised; posts `ready` after the first chunk that
+ * leaves the map in the writer's steady state (at once, but for a window still filling).
+ */
 function churn(job: ChurnJob, writer: Writer): ChurnMessage {
   const control = new Int32Array(job.control);
   const rate = job.rate;
@@ -318,7 +329,7 @@ function churn(job: ChurnJob, writer: Writer): ChurnMessage {
   let ready = false;
   while (Atomics.load(control, STOP_FLAG) === 0) {
     operations += writer.run(chunk);
-    if (!ready) {
+    if (!ready && writer.settled) {
       post({ kind: "ready" });
       ready = true;
     }

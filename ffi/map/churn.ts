@@ -372,7 +372,8 @@ async function startChurn(
 /**
  * Starts a user-space writer: a Worker that opens the map by id and makes UPDATE_ELEM and
  * DELETE_ELEM system calls (one per operation, through the map's backend), paced to
- * `options.rate`, until `stop()`. Resolves once the first operations are done; rejects with
+ * `options.rate`, until `stop()`. Resolves once the first operations are done (with the
+ * `window` pattern, once its window is full: a study measures the steady state); rejects with
  * the error the first write met (e.g. EPERM for a frozen map), or `BpfArgumentError` for a
  * map or options it cannot churn (arrays; keys or values under 4 bytes).
  *
