@@ -10,7 +10,9 @@
  * - bpftool: `bpftool batch file F`, F a `map create` line and N lines of
  *   `map update pinned PIN key hex .. value hex ..`, the same entries.
  *
- * Prints the median wall seconds of each, and the medians of the ratios of each round's pair.
+ * Prints the median wall seconds of each with their range (fastest to slowest), and the median
+ * and range of the ratios of each round's pair. Our restore of a million entries writes in
+ * parts at once, one per CPU (see `restoreMap`).
  *
  * ```console
  * $ sudo make peers
@@ -21,6 +23,13 @@
  * bounds bpftool's slow runs; `--keep` keeps the files in the temporary folder it names. The
  * maps of every run stay pinned until the end (so that no run shares the CPUs with the
  * kernel freeing the map before it): about 80 MiB of kernel memory each at a million entries.
+ *
+ * `--recycle` removes each round's maps after the round instead, and pauses half a second for
+ * the kernel to free them, so that the next round's maps are made of memory just used. On a VM
+ * that hands freed memory back to its host (free page reporting), memory the guest has not
+ * used lately costs a host fault per page on first use: creating a million-entry map then
+ * takes about 215 ms instead of 28 ms (measured here), for every tool alike, and the maps kept
+ * pinned reach that memory after a few rounds.
  *
  * @module
  */
@@ -35,6 +44,7 @@ const { values: flags } = parseArgs({
     "bpftool-runs": { type: "string", default: "3" },
     c: { type: "string", default: `${ROOT}build/peers/c/peer` },
     keep: { type: "boolean", default: false },
+    recycle: { type: "boolean", default: false },
   },
 });
 const ENTRIES = Number(flags.entries);
@@ -66,6 +76,12 @@ async function timed(command: string[]): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** Removes the pins at `paths` (`--recycle`), then gives the kernel time to free their maps. */
+async function recycle(...paths: string[]): Promise<void> {
+  for (const path of paths) Deno.removeSync(path);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+}
+
 const dir = Deno.makeTempDirSync({ prefix: "restore_compare_" });
 const pins: string[] = [];
 const pin = (name: string) => {
@@ -93,8 +109,10 @@ try {
   const times: Record<"ours" | "c" | "bpftool", number[]> = { ours: [], c: [], bpftool: [] };
   for (let round = -1; round < RUNS; round++) {
     // Round -1 warms the caches up and is not counted.
-    const ours = await timed([...deno, "restore", save, "pinned", pin(`ours${round}`)]);
-    const c = await timed([flags.c, "mkmap", pin(`c${round}`), String(ENTRIES)]);
+    const [oursPin, cPin] = [pin(`ours${round}`), pin(`c${round}`)];
+    const ours = await timed([...deno, "restore", save, "pinned", oursPin]);
+    const c = await timed([flags.c, "mkmap", cPin, String(ENTRIES)]);
+    if (flags.recycle) await recycle(oursPin, cPin);
     if (round < 0) continue;
     times.ours.push(ours);
     times.c.push(c);
@@ -105,25 +123,28 @@ try {
       times.bpftool.push(await timed(["bpftool", "batch", "file", batch]));
     }
   }
-  /** The median of `a[i] / b[i]` over the rounds both ran. */
-  const pairs = (a: number[], b: number[]) => median(a.slice(0, b.length).map((x, i) => x / b[i]));
-  console.log(`restore of ${ENTRIES} u32 -> u32 entries, whole processes, median wall seconds:`);
-  console.log(`  map restore (ours)   ${median(times.ours).toFixed(3)} s  (${RUNS} runs)`);
-  console.log(`  C: peer mkmap        ${median(times.c).toFixed(3)} s  (${RUNS} runs)`);
+  /** `a[i] / b[i]` over the rounds both ran. */
+  const ratios = (a: number[], b: number[]) => {
+    const n = Math.min(a.length, b.length);
+    return a.slice(0, n).map((x, i) => x / b[i]);
+  };
+  /** The median of `xs` and their range, each with `digits` decimals. */
+  const spread = (xs: number[], digits: number, unit: string) =>
+    `${median(xs).toFixed(digits)}${unit} (${Math.min(...xs).toFixed(digits)} to ${
+      Math.max(...xs).toFixed(digits)
+    }, ${xs.length} runs)`;
+  console.log(`restore of ${ENTRIES} u32 -> u32 entries, whole processes, wall seconds:`);
+  console.log(`  map restore (ours)   ${spread(times.ours, 3, " s")}`);
+  console.log(`  C: peer mkmap        ${spread(times.c, 3, " s")}`);
+  if (times.bpftool.length) console.log(`  bpftool batch file   ${spread(times.bpftool, 3, " s")}`);
+  const raw = (xs: number[]) => xs.map((x) => x.toFixed(3)).join(" ");
+  console.log(`  in the order run: ours ${raw(times.ours)}; C ${raw(times.c)}`);
+  if (times.bpftool.length) console.log(`  bpftool ${raw(times.bpftool)}`);
+  console.log(`each round's ratio, median (range):`);
+  console.log(`  ours / C         ${spread(ratios(times.ours, times.c), 2, "x")}`);
   if (times.bpftool.length) {
-    console.log(
-      `  bpftool batch file   ${
-        median(times.bpftool).toFixed(3)
-      } s  (${times.bpftool.length} runs)`,
-    );
-  }
-  console.log(`ours / C: ${pairs(times.ours, times.c).toFixed(2)}x (median of the rounds' ratios)`);
-  if (times.bpftool.length) {
-    console.log(
-      `bpftool / ours: ${pairs(times.bpftool, times.ours).toFixed(1)}x; bpftool / C: ${
-        pairs(times.bpftool, times.c).toFixed(1)
-      }x`,
-    );
+    console.log(`  bpftool / ours   ${spread(ratios(times.bpftool, times.ours), 1, "x")}`);
+    console.log(`  bpftool / C      ${spread(ratios(times.bpftool, times.c), 1, "x")}`);
   }
 } finally {
   for (const path of pins) {

@@ -206,7 +206,7 @@ function restoredLine(result: RestoreResult): string {
  * ```
  */
 export function restoreVerb(ctx: VerbContext): Promise<number> {
-  return asVerb(() => {
+  return asVerb(async () => {
     const { drops, rest } = takeDrops(ctx.words);
     const [file, ...mapWords] = rest;
     if (file === undefined) throw new BpftoolError(`expected a FILE: ${RESTORE_USAGE}`);
@@ -227,7 +227,7 @@ export function restoreVerb(ctx: VerbContext): Promise<number> {
     const target = selector && targetOf(selector);
     let result: RestoreResult;
     try {
-      result = restoreMap(source, target, { drop: drops });
+      result = await restoreMap(source, target, { drop: drops });
     } catch (e) {
       if (target instanceof BpfMap) target.close();
       throw e;
@@ -241,6 +241,7 @@ export function restoreVerb(ctx: VerbContext): Promise<number> {
       source: result.source,
       carried: result.carried,
       dropped: result.dropped,
+      parts: result.parts,
     });
     return 0;
   });

@@ -12,7 +12,10 @@
  *   narrowed member, or a removed one that held data, is refused before any write, naming
  *   it, unless `--drop` names it;
  * - refusals leave the target as it was: another shape, a corrupt or truncated file, no such
- *   map; a kernel refusal midway says how many entries were written and which was not.
+ *   map; a kernel refusal midway says how many entries were written and which was not;
+ * - a large restore is written in parts at once (one per CPU), and still gives the dump of
+ *   before, round after round (parts into a map that exists split only at the bucket
+ *   boundaries the save recorded); refused midway, it tells what the map then holds.
  *
  * @module
  */
@@ -27,6 +30,8 @@ import {
   encodeSave,
   loadBtf,
   loadMapBtf,
+  MapSaveError,
+  parseSaveFile,
   restoreMap,
   saveMap,
 } from "../mod.ts";
@@ -515,7 +520,7 @@ bpfTest(
   },
 );
 
-bpfTest("restoreMap: a name no map has gets a new map; saveMap writes to a sink", () => {
+bpfTest("restoreMap: a name no map has gets a new map; saveMap writes to a sink", async () => {
   using source = plainMap("lru_hash", 40);
   const chunks: Uint8Array[] = [];
   const saved = saveMap(source, { writeSync: (p) => (chunks.push(p.slice()), p.length) });
@@ -524,7 +529,7 @@ bpfTest("restoreMap: a name no map has gets a new map; saveMap writes to a sink"
   for (const chunk of chunks) at += (bytes.set(chunk, at), chunk.length);
   assert.equal(at, saved.bytes);
   const name = `save_${Deno.pid % 100_000}`;
-  const result = restoreMap(bytes, { name });
+  const result = await restoreMap(bytes, { name });
   using copy = result.map;
   assert.equal(result.created, true);
   assert.equal(copy.info.name, name);
@@ -534,55 +539,223 @@ bpfTest("restoreMap: a name no map has gets a new map; saveMap writes to a sink"
   assert.deepEqual(sorted(copy), sorted(source));
   // Now that one map has the name, a restore by name writes into it.
   clear(copy);
-  const again = restoreMap(bytes, { name });
+  const again = await restoreMap(bytes, { name });
   again.map.close();
   assert.equal(again.created, false);
   assert.deepEqual(sorted(copy), sorted(source));
 });
 
-bpfTest("restoreMap: per-CPU values saved on more CPUs fit when those CPUs hold zeros", () => {
-  using map = BpfMap.create({ type: "percpu_hash", keySize: 4, valueSize: 4, maxEntries: 8 });
-  const cpus = map.cpus + 2;
-  const values = new Uint8Array(2 * 8 * cpus);
-  for (let cpu = 0; cpu < map.cpus; cpu++) values[8 * cpu] = cpu + 1; // entry 0
-  values[8 * cpus] = 9; // entry 1, CPU 0
-  const contents = {
-    definition: {
-      type: 5,
-      typeName: "percpu_hash",
-      keySize: 4,
-      valueSize: 4,
-      maxEntries: 8,
-      flags: 0,
-      name: "",
-      mapExtra: 0n,
-    },
-    btf: null,
-    cpus,
-    valueStride: 8,
-    entries: 2,
-    keys: Uint8Array.of(1, 0, 0, 0, 2, 0, 0, 0),
-    values,
-    origin: {},
-  };
-  const file = () => {
-    const [header, payload] = encodeSave(contents);
-    const bytes = new Uint8Array(header.length + payload.length);
-    bytes.set(header);
-    bytes.set(payload, header.length);
-    return bytes;
-  };
-  restoreMap(file(), map);
-  assert.deepEqual(
-    map.cpuValues(map.lookup(Uint8Array.of(1, 0, 0, 0))!).map((v) => v[0]),
-    Array.from({ length: map.cpus }, (_, cpu) => cpu + 1),
+bpfTest(
+  "restoreMap: per-CPU values saved on more CPUs fit when those CPUs hold zeros",
+  async () => {
+    using map = BpfMap.create({ type: "percpu_hash", keySize: 4, valueSize: 4, maxEntries: 8 });
+    const cpus = map.cpus + 2;
+    const values = new Uint8Array(2 * 8 * cpus);
+    for (let cpu = 0; cpu < map.cpus; cpu++) values[8 * cpu] = cpu + 1; // entry 0
+    values[8 * cpus] = 9; // entry 1, CPU 0
+    const contents = {
+      definition: {
+        type: 5,
+        typeName: "percpu_hash",
+        keySize: 4,
+        valueSize: 4,
+        maxEntries: 8,
+        flags: 0,
+        name: "",
+        mapExtra: 0n,
+      },
+      btf: null,
+      cpus,
+      valueStride: 8,
+      entries: 2,
+      keys: Uint8Array.of(1, 0, 0, 0, 2, 0, 0, 0),
+      values,
+      origin: {},
+    };
+    const file = () => {
+      const [header, payload] = encodeSave(contents);
+      const bytes = new Uint8Array(header.length + payload.length);
+      bytes.set(header);
+      bytes.set(payload, header.length);
+      return bytes;
+    };
+    await restoreMap(file(), map);
+    assert.deepEqual(
+      map.cpuValues(map.lookup(Uint8Array.of(1, 0, 0, 0))!).map((v) => v[0]),
+      Array.from({ length: map.cpus }, (_, cpu) => cpu + 1),
+    );
+    values[8 * (cpus - 1)] = 5; // entry 0, the last CPU: no slot for it here
+    await assert.rejects(
+      () => restoreMap(file(), map),
+      new RegExp(`hold ${cpus} CPUs' values, .* ${map.cpus}: CPU ${cpus - 1} holds data`),
+    );
+  },
+);
+
+/** Entries of the parallel restore tests: enough for a restore to be written in parts. */
+const MANY = 200_000;
+/** Parts a restore of `MANY` entries writes at once here (one per CPU, 100,000 each at least). */
+const MANY_PARTS = Math.min(navigator.hardwareConcurrency, 2);
+
+/**
+ * Writes `count` entries into a u32 -> u64 map with one `UPDATE_BATCH`, keys spread over the
+ * buckets: the `from`th to the `from + count - 1`th of a sequence without repeats.
+ */
+function fillSpread(map: BpfMap, from: number, count: number): void {
+  const keys = new Uint32Array(count).map((_, i) => Math.imul(from + i + 1, 2654435761) >>> 0);
+  const values = new BigUint64Array(count).map((_, i) => BigInt(from + i) * 0x1_0000_0001n);
+  map.updateBatch(new Uint8Array(keys.buffer), new Uint8Array(values.buffer));
+}
+
+/** A u32 -> u64 hash map holding `MANY` entries, full. */
+function manyEntries(): BpfMap {
+  const map = BpfMap.create({
+    type: "hash",
+    keySize: 4,
+    valueSize: 8,
+    maxEntries: MANY,
+    name: "save_many",
+  });
+  fillSpread(map, 0, MANY);
+  return map;
+}
+
+/** Every key of `map`, packed. */
+function keysOf(map: BpfMap): Uint8Array {
+  const keys: Uint8Array[] = [];
+  map.forEachBatch((batch) => keys.push(batch.keys.slice()));
+  const all = new Uint8Array(keys.reduce((n, k) => n + k.length, 0));
+  keys.reduce((at, k) => (all.set(k, at), at + k.length), 0);
+  return all;
+}
+
+/** Asserts `actual` is `expected`, naming the first line that differs (not a diff of MBs). */
+function assertSameText(actual: string, expected: string, label: string): void {
+  if (actual === expected) return;
+  const [a, e] = [actual.split("\n"), expected.split("\n")];
+  const line = a.findIndex((text, i) => text !== e[i]);
+  assert.fail(
+    `${label}: line ${line + 1} is ${JSON.stringify(a[line])}, was ${JSON.stringify(e[line])}`,
   );
-  values[8 * (cpus - 1)] = 5; // entry 0, the last CPU: no slot for it here
-  assert.throws(
-    () => restoreMap(file(), map),
-    new RegExp(`hold ${cpus} CPUs' values, .* ${map.cpus}: CPU ${cpus - 1} holds data`),
-  );
-});
+}
+
+/** Runs `map -j ARGS...` (a restore) and returns its JSON summary. */
+async function restoredJson(...args: string[]): Promise<Record<string, unknown>> {
+  const run = await mapCommand("-j", ...args);
+  assert.equal(run.code, 0, `map ${args.join(" ")}: ${run.stderr}`);
+  return JSON.parse(run.stdout);
+}
+
+bpfTest(
+  "map restore: written in parts at once, a save, a delete of every key and a restore give the dump of before, 5 rounds",
+  async () => {
+    using source = manyEntries();
+    const file = `${DIR}/many.save`;
+    saveMap(source, file);
+    const sorted = (text: string) => JSON.parse(text).map((e: unknown) => JSON.stringify(e)).sort();
+    const entries = sorted(dumpOf(source));
+    for (let round = 0; round < 5; round++) {
+      const pin = freshPin();
+      try {
+        // Into a new map (a hash seed of its own each round): parts split anywhere.
+        assert.equal((await restoredJson("restore", file, "pinned", pin)).parts, MANY_PARTS);
+        using map = BpfMap.fromPin(pin);
+        if (round === 0) assert.deepEqual(sorted(dumpOf(map)), entries);
+        // Its save records bucket boundaries; parts into the map that exists split there only.
+        const again = `${DIR}/many_${round}.save`;
+        await succeeds("save", "pinned", pin, again);
+        const { bucketBoundaries } = parseSaveFile(Deno.readFileSync(again));
+        assert.ok(bucketBoundaries && bucketBoundaries.length > 0, "no bucket boundaries saved");
+        const before = dumpOf(map);
+        map.deleteBatch(keysOf(map));
+        assert.equal(dumpOf(map), "[]\n");
+        const restored = await restoredJson("restore", again, "pinned", pin);
+        assert.equal(restored.parts, MANY_PARTS);
+        assertSameText(dumpOf(map), before, `round ${round}`);
+      } finally {
+        unpin(pin);
+      }
+    }
+  },
+);
+
+bpfTest(
+  "restoreMap: written in parts at once and refused midway, it says what the map then holds",
+  async () => {
+    using source = manyEntries();
+    const file = `${DIR}/many_full.save`;
+    saveMap(source, file);
+    const saved = parseSaveFile(Deno.readFileSync(file));
+    const savedKey = (i: number) => saved.keys.subarray(i * 4, i * 4 + 4);
+    // The default chunk (one call a part), then calls of 10,000 entries.
+    for (const chunk of [undefined, 10_000]) {
+      // Room for 250,000, 100,000 other keys there: 150,000 of the 200,000 fit, and the
+      // kernel refuses a part, or both, midway.
+      using target = BpfMap.create({ type: "hash", keySize: 4, valueSize: 8, maxEntries: 250_000 });
+      fillSpread(target, MANY, 100_000);
+      const error = await restoreMap(file, target, { chunk }).then(
+        () => assert.fail("the restore should have been refused"),
+        (e) => e,
+      );
+      assert.ok(error instanceof MapSaveError && error.stop, String(error));
+      const { written, total, index, key, ranges } = error.stop;
+      assert.match(
+        error.message,
+        new RegExp(
+          `stopped after ${written} of ${MANY} entries: ${MANY_PARTS} parts were written at once; .*E2BIG.*the map is full`,
+        ),
+      );
+      assert.equal(total, MANY);
+      // The count written is what the map holds, and the ranges say which: each key there.
+      assert.equal(keysOf(target).length / 4 - 100_000, written, `chunk ${chunk}`);
+      assert.equal(ranges.reduce((n, [start, end]) => n + end - start, 0), written);
+      for (const [start, end] of ranges) {
+        for (let i = start; i < end; i++) assert.ok(target.lookup(savedKey(i)), `entry ${i}`);
+      }
+      // The first entry not written: every one before it was, and it is absent from the map.
+      const before = ranges.reduce(
+        (n, [start, end]) => n + Math.max(0, Math.min(end, index) - start),
+        0,
+      );
+      assert.equal(before, index, `entries before ${index} not all written`);
+      assert.deepEqual(key, savedKey(index));
+      assert.equal(target.lookup(key), undefined);
+    }
+  },
+);
+
+bpfTest(
+  "restoreMap: a part the kernel refuses halts the others before their next call",
+  async () => {
+    if (MANY_PARTS < 2) return; // one CPU: no parts at once
+    using source = manyEntries();
+    const file = `${DIR}/many_halt.save`;
+    saveMap(source, file);
+    const saved = parseSaveFile(Deno.readFileSync(file));
+    const split = saved.bucketBoundaries!.reduce((a, b) =>
+      Math.abs(b - MANY / 2) < Math.abs(a - MANY / 2) ? b : a
+    );
+    // The first part's keys are there already (rewriting them takes no room); room for 1,000
+    // more: the second part is refused, and the first stops before its next call.
+    using target = BpfMap.create({ type: "hash", keySize: 4, valueSize: 8, maxEntries: MANY });
+    target.updateBatch(saved.keys.slice(0, split * 4), new Uint8Array(split * 8));
+    fillSpread(target, MANY, MANY - split - 1_000);
+    const chunk = 1_000;
+    const error = await restoreMap(file, target, { chunk }).then(
+      () => assert.fail("the restore should have been refused"),
+      (e) => e,
+    );
+    assert.ok(error instanceof MapSaveError && error.stop, String(error));
+    assert.match(
+      error.message,
+      /the first entry not written is key [0-9a-f ]+ \(entry (\d+) of the save\), where its part stopped because the kernel refused key [0-9a-f ]+ \(entry (\d+) of the save\) in another: .*E2BIG/,
+    );
+    const { written, index, ranges } = error.stop;
+    assert.deepEqual(ranges, [[0, index], [split, split + 1_000]]);
+    assert.ok(index < split && index % chunk === 0, `the first part stopped at ${index}`);
+    assert.equal(written, index + 1_000);
+  },
+);
 
 Deno.test("map save/restore: temporary files removed", () => {
   Deno.removeSync(DIR, { recursive: true });

@@ -7,6 +7,7 @@
  */
 
 import { BpfArgumentError } from "../sys/errors.ts";
+import { unreadableWorkerFolder } from "../sys/system.ts";
 import type { RangeJob, RangeMessage } from "./_parallel_worker.ts";
 
 const WORKER_MODULE = new URL("./_parallel_worker.ts", import.meta.url);
@@ -19,9 +20,8 @@ export const JOBS_PER_WORKER = 2;
  * say so plainly rather than let a worker fail to start.
  */
 function requireWorkerAccess(): void {
-  if (WORKER_MODULE.protocol !== "file:") return;
-  const folder = new URL(".", WORKER_MODULE).pathname.replace(/\/$/, "");
-  if (Deno.permissions.querySync({ name: "read", path: folder }).state !== "granted") {
+  const folder = unreadableWorkerFolder(WORKER_MODULE);
+  if (folder !== undefined) {
     throw new Error(
       `The parallel dump runs Workers, which need read access to "${folder}": add --allow-read=${folder} (the deno tasks grant it)`,
     );

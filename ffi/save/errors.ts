@@ -16,6 +16,11 @@ export interface RestoreStop {
   index: number;
   /** That entry's key, as written to the map. */
   key: Uint8Array;
+  /**
+   * The entries written, as index ranges `[start, end)` in the order written: one per part
+   * that wrote any (a restore written from one thread: `[[0, written]]`, or none).
+   */
+  ranges: [start: number, end: number][];
 }
 
 /**
@@ -28,7 +33,7 @@ export interface RestoreStop {
  * ```ts
  * import { MapSaveError, restoreMap } from "../../mod.ts";
  * try {
- *   restoreMap("/tmp/map.save", { pinned: "/sys/fs/bpf/copy" });
+ *   await restoreMap("/tmp/map.save", { pinned: "/sys/fs/bpf/copy" });
  * } catch (e) {
  *   if (e instanceof MapSaveError && e.stop) console.log(`${e.stop.written} entries were written`);
  *   else throw e;

@@ -22,7 +22,7 @@
  *         "name":"counts","mapExtra":"0"},
  *  "btf":{"size":1234,"keyTypeId":2,"valueTypeId":5,"keyType":"struct flow",
  *         "valueType":"struct stats"},
- *  "cpus":1,"valueStride":4,"entries":3,
+ *  "cpus":1,"valueStride":4,"entries":3,"bucketBoundaries":[2],
  *  "layout":{"btf":[0,1234],"keys":[1240,12],"values":[1256,12],"size":1272},
  *  "crc32":3120966145,
  *  "saved":{"id":42,"pinned":"/sys/fs/bpf/counts","kernel":"6.18.0","time":"2025-01-01T00:00:00.000Z","walk":"LOOKUP_BATCH"}}
@@ -36,6 +36,14 @@
  * - `cpus`: value slots per entry: the possible CPUs of the machine that saved a per-CPU map,
  *   else 1; `valueStride`: bytes from one CPU's slot to the next (`valueSize` rounded up to 8
  *   for per-CPU maps, as the kernel lays them out, else `valueSize`).
+ * - `bucketBoundaries` (optional; saves of hash maps walked with `LOOKUP_BATCH`): a few entry
+ *   indexes, in file order, at which a hash bucket's entries begin, increasing, each from 1
+ *   to `entries - 1`: no bucket of the saved map has entries on both sides of one. The walk
+ *   copies whole buckets per call, so each boundary between two of its calls is one; the
+ *   save keeps those nearest to each twelfth of the entries (see `readMapForSave`). A
+ *   restore writes parts of the file at once, from several threads, split there (see
+ *   `restoreMap`). Files without it (arrays, LPM tries, files of earlier saves) are read
+ *   as before.
  * - `layout`: each part's `[offset, length]` from the start of the payload, and the payload's
  *   size; a file of another length is truncated or has bytes appended.
  * - `crc32`: the CRC-32 (zlib's) of the whole payload, padding included.
@@ -122,6 +130,11 @@ export interface SaveContents {
   valueStride: number;
   /** Entries held. */
   entries: number;
+  /**
+   * Entry indexes (increasing, from 1 to `entries - 1`) at which a hash bucket's entries
+   * begin in the file: no bucket has entries on both sides of one. Absent when unknown.
+   */
+  bucketBoundaries?: number[];
   /** `entries * keySize` bytes. */
   keys: Uint8Array;
   /** `entries * valueStride * cpus` bytes. */
@@ -143,6 +156,24 @@ export interface PayloadLayout {
 }
 
 const pad8 = (n: number) => Math.ceil(n / 8) * 8;
+
+/**
+ * Of `boundaries` (bucket boundaries, as `SaveContents.bucketBoundaries` holds them), the one
+ * nearest to `goal` (the first of two as near), or `undefined` when there are none.
+ *
+ * @example
+ * ```ts
+ * import { nearestBoundary } from "./format.ts";
+ * console.log(nearestBoundary([3, 40, 90], 50)); // 40
+ * ```
+ */
+export function nearestBoundary(boundaries: readonly number[], goal: number): number | undefined {
+  let best: number | undefined;
+  for (const at of boundaries) {
+    if (best === undefined || Math.abs(at - goal) < Math.abs(best - goal)) best = at;
+  }
+  return best;
+}
 
 /**
  * Where each part lies in the payload of a save of `entries` entries.
@@ -212,6 +243,7 @@ export function encodeHeader(
     cpus: contents.cpus,
     valueStride: contents.valueStride,
     entries: contents.entries,
+    ...(contents.bucketBoundaries ? { bucketBoundaries: contents.bucketBoundaries } : {}),
     layout,
     crc32: crc32(payload),
     saved: contents.origin,
@@ -294,6 +326,17 @@ function parseOrigin(value: unknown): SaveOrigin {
   return origin;
 }
 
+/** `bucketBoundaries` checked: increasing entry indexes from 1 to `entries - 1`, or absent. */
+function parseBoundaries(value: unknown, entries: number): number[] | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) throw corrupt(`"bucketBoundaries" is not an array`);
+  let last = 0;
+  return value.map((at, i) => {
+    last = whole(at, `bucketBoundaries[${i}]`, last + 1, entries - 1);
+    return last;
+  });
+}
+
 /** The header line's JSON, or a corrupt-file error. */
 function readHeader(bytes: Uint8Array): { header: Record<string, unknown>; length: number } {
   const end = bytes.subarray(0, MAX_HEADER).indexOf(0x0a);
@@ -336,6 +379,7 @@ export function parseSaveFile(bytes: Uint8Array): SaveContents {
   const cpus = whole(h.cpus, "cpus", 1, 1 << 16);
   const valueStride = whole(h.valueStride, "valueStride", definition.valueSize);
   const entries = whole(h.entries, "entries", 0, Number.MAX_SAFE_INTEGER);
+  const bucketBoundaries = parseBoundaries(h.bucketBoundaries, entries);
   const btfHeader = h.btf === null ? null : object(h.btf, "btf");
   const btfSize = btfHeader ? whole(btfHeader.size, "btf.size", 1) : 0;
   const expected = payloadLayout(btfSize, entries, definition.keySize, valueStride * cpus);
@@ -375,6 +419,7 @@ export function parseSaveFile(bytes: Uint8Array): SaveContents {
     cpus,
     valueStride,
     entries,
+    ...(bucketBoundaries ? { bucketBoundaries } : {}),
     keys: part(expected.keys),
     values: part(expected.values),
     origin: parseOrigin(h.saved),

@@ -10,7 +10,7 @@
  * import { BpfMap, restoreMap, saveMap } from "../../mod.ts";
  * using map = BpfMap.fromPin("/sys/fs/bpf/counts");
  * saveMap(map, "/tmp/counts.save", { pinned: "/sys/fs/bpf/counts" });
- * using copy = restoreMap("/tmp/counts.save", { pinned: "/sys/fs/bpf/counts_copy" }).map;
+ * using copy = (await restoreMap("/tmp/counts.save", { pinned: "/sys/fs/bpf/counts_copy" })).map;
  * ```
  *
  * @module

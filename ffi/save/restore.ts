@@ -1,8 +1,9 @@
 /**
  * `restoreMap`: a save (or a dump) back into a map, created when it does not exist, with
- * `BPF_MAP_UPDATE_BATCH` in large chunks. The whole input is parsed and checked, and every
- * entry put into the target's layout, before the first write; a write the kernel refuses
- * midway stops the restore with the count written and the first entry not written.
+ * `BPF_MAP_UPDATE_BATCH` in large chunks, in parts written at once from several threads when
+ * the restore is large (`_parallel_write.ts`). The whole input is parsed and checked, and
+ * every entry put into the target's layout, before the first write; a write the kernel
+ * refuses midway stops the restore with the count written and the first entry not written.
  *
  * @module
  */
@@ -17,7 +18,7 @@ import { KeySet } from "../dump/verify.ts";
 import { BpfMap, type OpenOptions } from "../map/map.ts";
 import type { BackendName } from "../sys/backend.ts";
 import { backend as pickBackend } from "../sys/backends.ts";
-import { ownedBytes, roundUp8 } from "../sys/buffers.ts";
+import { roundUp8 } from "../sys/buffers.ts";
 import {
   BpfCommand,
   isArray,
@@ -26,7 +27,6 @@ import {
   MapType,
   type MapTypeName,
   mapTypeName,
-  UpdateFlag,
 } from "../sys/constants.ts";
 import { BpfArgumentError, BpfError, Errno } from "../sys/errors.ts";
 import { pathExists, possibleCpus } from "../sys/system.ts";
@@ -38,6 +38,8 @@ import {
   isZero,
   layoutSignature,
 } from "./carry.ts";
+import { type PartOutcome, writeBatches } from "./_batch_write.ts";
+import { partCount, partStarts, PartWriters } from "./_parallel_write.ts";
 import { hexBytes, MapSaveError } from "./errors.ts";
 import type { MapDefinition, SaveContents } from "./format.ts";
 import {
@@ -93,6 +95,8 @@ export interface RestoreResult {
   dropped: Record<string, number>;
   /** `UPDATE_BATCH` calls made (or `UPDATE_ELEM` calls, for maps without batch updates). */
   calls: number;
+  /** Parts written at once, each from its own thread (1: the restore wrote from one thread). */
+  parts: number;
 }
 
 /** Entries per `UPDATE_BATCH` call by default: the C reference's chunk. */
@@ -165,13 +169,15 @@ function shapeOfDefinition(d: MapDefinition, save: SaveContents, name?: string):
 }
 
 /**
- * Buffers read or copied here into memory of their own (`ownedBytes`): their entries go to the
- * kernel in place. Entries in other buffers are copied first.
+ * Buffers read or copied here into memory of their own: their entries go to the kernel in
+ * place. Entries in other buffers are copied first. Each is a `SharedArrayBuffer`, off the V8
+ * heap and never moved (as `ownedBytes` are), which the Workers of a parallel restore see
+ * without a copy.
  */
 const OWNED = new WeakSet<ArrayBufferLike>();
 
-function ownedBuffer(size: number): Uint8Array<ArrayBuffer> {
-  const bytes = ownedBytes(size);
+function ownedBuffer(size: number): Uint8Array<SharedArrayBuffer> {
+  const bytes = new Uint8Array(new SharedArrayBuffer(Math.max(size, 1)), 0, size);
   OWNED.add(bytes.buffer);
   return bytes;
 }
@@ -185,10 +191,10 @@ function inOwned(bytes: Uint8Array): Uint8Array {
 }
 
 /**
- * Reads a whole file into memory the kernel may be handed (`ownedBytes`): a regular file at
- * its size, anything else (a pipe, `/dev/stdin`) to its end.
+ * Reads a whole file into owned memory, which the kernel may be handed: a regular file at its
+ * size, anything else (a pipe, `/dev/stdin`) to its end.
  */
-function readOwned(path: string): Uint8Array<ArrayBuffer> {
+function readOwned(path: string): Uint8Array<SharedArrayBuffer> {
   using file = Deno.openSync(path);
   const stat = file.statSync();
   if (!stat.isFile) return readToEnd(file);
@@ -206,7 +212,9 @@ function readOwned(path: string): Uint8Array<ArrayBuffer> {
 }
 
 /** Reads `from` to its end, into owned memory. */
-function readToEnd(from: { readSync(p: Uint8Array): number | null }): Uint8Array<ArrayBuffer> {
+function readToEnd(
+  from: { readSync(p: Uint8Array): number | null },
+): Uint8Array<SharedArrayBuffer> {
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
@@ -498,6 +506,8 @@ interface Packed {
   inputIndex: (i: number) => number;
   /** How messages name the input's entry `i`. */
   describe: (i: number) => string;
+  /** How messages name the input's entries `first` to `last` (`first <= last`). */
+  describeRange: (first: number, last: number) => string;
   carried: boolean;
   /** Whether the input came from an exact walk, so that no key can be there twice. */
   distinct: boolean;
@@ -509,6 +519,7 @@ function pack(source: RestoreSource, shape: Shape, drops: DropPaths): Packed {
   let keySide: Side;
   let valueSide: Side;
   let describe: (i: number) => string;
+  let describeRange: (first: number, last: number) => string;
   // Dumps list entries in the walk's order: write them last first, as saves are laid out, so
   // that a hash bucket's chain is rebuilt in the order it had (see format.ts).
   let reversed = true;
@@ -518,6 +529,7 @@ function pack(source: RestoreSource, shape: Shape, drops: DropPaths): Packed {
     keySide = jsonlSide(lines, "key", shape.keyType, shape, drops);
     valueSide = jsonlSide(lines, "value", shape.valueType, shape, drops);
     describe = (i) => `line ${lines[i].line}`;
+    describeRange = (first, last) => `lines ${lines[first].line} to ${lines[last].line}`;
   } else {
     const entries = source.kind === "save" ? savedEntries(source.save) : source.entries;
     const types = source.kind === "save" ? savedTypes(source.save) : {};
@@ -533,7 +545,9 @@ function pack(source: RestoreSource, shape: Shape, drops: DropPaths): Packed {
     if (count === 0) entries.valueSize = shape.valueSize;
     keySide = packedSide(entries, "key", types.keyType, shape.keyType, shape, drops);
     valueSide = packedSide(entries, "value", types.valueType, shape.valueType, shape, drops);
-    describe = source.kind === "save" ? (i) => `entry ${i} of the save` : (i) => `entry ${i}`;
+    const of = source.kind === "save" ? " of the save" : "";
+    describe = (i) => `entry ${i}${of}`;
+    describeRange = (first, last) => `entries ${first} to ${last}${of}`;
     reversed = source.kind === "bpftool";
     const inPlace = !keySide.carries && !valueSide.carries && entries.cpus === shape.cpus &&
       entries.valueStride === shape.valueStride && !reversed;
@@ -545,6 +559,7 @@ function pack(source: RestoreSource, shape: Shape, drops: DropPaths): Packed {
         count,
         inputIndex: (i) => i,
         describe,
+        describeRange,
         carried: false,
         distinct: source.kind === "save",
       };
@@ -554,8 +569,8 @@ function pack(source: RestoreSource, shape: Shape, drops: DropPaths): Packed {
   // Both types known: a drop path that names nothing is told before any entry is carried.
   if (source.kind !== "jsonl") checkDrops(drops, carried);
   const valueBytes = shape.valueStride * shape.cpus;
-  const keys = ownedBytes(count * shape.keySize);
-  const values = ownedBytes(count * valueBytes);
+  const keys = ownedBuffer(count * shape.keySize);
+  const values = ownedBuffer(count * valueBytes);
   const keyView = new DataView(keys.buffer);
   const valueView = new DataView(values.buffer);
   for (let i = 0; i < count; i++) {
@@ -585,6 +600,7 @@ function pack(source: RestoreSource, shape: Shape, drops: DropPaths): Packed {
     count,
     inputIndex: (i) => reversed ? count - 1 - i : i,
     describe,
+    describeRange,
     carried,
     distinct: source.kind === "save" && !keySide.carries,
   };
@@ -673,9 +689,21 @@ function createTarget(save: SaveContents, name: string | undefined, open: OpenOp
   );
 }
 
-const EMPTY = ownedBytes(0);
 /** What `UPDATE_BATCH` fails with, before any element, on a map type without it. */
 const NO_BATCH_UPDATE = new Set<number>([Errno.EINVAL, Errno.ENOTSUPP, Errno.EOPNOTSUPP]);
+
+/**
+ * The map types a restore may write in parts at once. Not LRU maps: each CPU takes free
+ * elements from the map's list in batches of 128 for itself, and one that finds fewer there
+ * evicts entries to make up its batch, even while other CPUs hold free ones: written from
+ * several CPUs at once, a map filled near its size would lose entries just written.
+ */
+const PARALLEL_TYPES: ReadonlySet<number> = new Set([
+  MapType.hash,
+  MapType.percpu_hash,
+  MapType.array,
+  MapType.percpu_array,
+]);
 
 /** Why the kernel refused a write, as a `BpfError` with the fix where it is known. */
 function writeError(errno: number, command: number, map: BpfMap): BpfError {
@@ -691,54 +719,71 @@ function writeError(errno: number, command: number, map: BpfMap): BpfError {
   });
 }
 
+function entryCount(source: RestoreSource): number {
+  if (source.kind === "save") return source.save.entries;
+  return source.kind === "bpftool" ? source.entries.count : source.lines.length;
+}
+
 /**
- * Writes the packed entries in chunks with `UPDATE_BATCH`, straight from their buffers (per
- * entry with `UPDATE_ELEM` if the map type has no batch update). Returns the calls made;
- * throws the kernel's refusal with the count written.
+ * Where the parts a restore writes at once start (`[0]`: one part, from this thread). A large
+ * restore (`partCount`) into a hash or array map (`PARALLEL_TYPES`) is split into one part per
+ * CPU. The kernel adds an entry at the head of its hash bucket, so the entries of one bucket
+ * must go in in the file's order for a dump to list them as before (see `format.ts`): two
+ * parts written at once would interleave a bucket that straddles the point between them. So:
+ *
+ * - into an array, or a map this restore created (it has a hash seed of its own, so there is
+ *   no earlier order to keep), parts split anywhere, into equal shares;
+ * - into a hash map that exists, only at the save's `bucketBoundaries` (the nearest to each
+ *   equal share), where no bucket of the saved map straddles;
+ * - without them (a dump, a save made before saves recorded them), from one thread.
  */
-function writeEntries(map: BpfMap, packed: Packed, chunk: number): number {
-  const { keySize, valueBytes } = map;
-  const batch = pickBackend(map.backend);
-  let calls = 0;
-  const stop = (written: number, errno: number, command: number): never => {
-    const key = keyAt(packed.keys, written, map).slice();
-    const error = writeError(errno, command, map);
-    throw new MapSaveError(
-      `Restore into ${map.subject} stopped after ${written} of ${packed.count} entries: the kernel refused the next, key ${
-        hexBytes(key)
-      } (${
-        packed.describe(packed.inputIndex(written))
-      }): ${error.message}; the ${written} written stay in the map`,
-      { cause: error, stop: { written, total: packed.count, index: written, key } },
-    );
-  };
-  for (let start = 0; start < packed.count; start += chunk) {
-    const n = Math.min(chunk, packed.count - start);
-    const call = batch.batch("update", map.fd, {
-      inBatch: EMPTY,
-      outBatch: EMPTY,
-      keys: packed.keys.subarray(start * keySize, (start + n) * keySize),
-      values: packed.values.subarray(start * valueBytes, (start + n) * valueBytes),
-    });
-    const result = call.run(n, true, BigInt(UpdateFlag.ANY));
-    calls++;
-    if (result >= 0) continue;
-    // A refusal before the first element leaves the input count in place.
-    const done = call.done() === n ? 0 : call.done();
-    if (start === 0 && done === 0 && NO_BATCH_UPDATE.has(-result)) {
-      return calls + writeEach(map, packed, stop);
-    }
-    stop(start + done, -result, BpfCommand.MAP_UPDATE_BATCH);
+function planParts(source: RestoreSource, shape: Shape, created: boolean): number[] {
+  const count = entryCount(source);
+  const parts = PARALLEL_TYPES.has(shape.type) ? partCount(count) : 1;
+  if (parts < 2) return [0];
+  if (created || isArray(shape.type)) return partStarts(count, parts);
+  const boundaries = source.kind === "save" ? source.save.bucketBoundaries : undefined;
+  return boundaries ? partStarts(count, parts, boundaries) : [0];
+}
+
+/** What writing the entries took: calls made, and parts written at once. */
+interface WriteCount {
+  calls: number;
+  parts: number;
+}
+
+/**
+ * Writes the packed entries with `UPDATE_BATCH` in chunks, straight from their buffers: in
+ * the parts starting at `starts` at once, with `writers` (from one thread when they could not
+ * load), or per entry with `UPDATE_ELEM` when the map type has no batch update. Throws the
+ * kernel's refusal with the count written (`stopError`).
+ */
+async function writeEntries(
+  map: BpfMap,
+  packed: Packed,
+  chunk: number,
+  starts: readonly number[],
+  writers: PartWriters | undefined,
+): Promise<WriteCount> {
+  const { keys, values, count } = packed;
+  const entries = { keys, values, count, keySize: map.keySize, valueBytes: map.valueBytes };
+  const parallel = starts.length > 1 && writers !== undefined && await writers.ready();
+  if (!parallel) starts = [0];
+  const outcomes = parallel
+    ? await writers.write(map, entries, starts, chunk)
+    : [writeBatches(pickBackend(map.backend), map.fd, entries, chunk)];
+  const calls = outcomes.reduce((sum, outcome) => sum + outcome.calls, 0);
+  if (outcomes.every((o) => o.written === 0 && NO_BATCH_UPDATE.has(o.errno))) {
+    return { calls: calls + writeEach(map, packed), parts: 1 };
   }
-  return calls;
+  if (outcomes.some((o) => o.errno !== 0 || o.halted)) {
+    throw stopError(map, packed, starts, outcomes, BpfCommand.MAP_UPDATE_BATCH);
+  }
+  return { calls, parts: starts.length };
 }
 
 /** Writes every entry with `UPDATE_ELEM`, for map types without `UPDATE_BATCH`. */
-function writeEach(
-  map: BpfMap,
-  packed: Packed,
-  stop: (written: number, errno: number, command: number) => never,
-): number {
+function writeEach(map: BpfMap, packed: Packed): number {
   const { keySize, valueBytes } = map;
   for (let i = 0; i < packed.count; i++) {
     try {
@@ -747,11 +792,115 @@ function writeEach(
         packed.values.subarray(i * valueBytes, (i + 1) * valueBytes),
       );
     } catch (e) {
-      if (e instanceof BpfError) stop(i, e.errno, BpfCommand.MAP_UPDATE_ELEM);
-      throw e;
+      if (!(e instanceof BpfError)) throw e;
+      const outcome = { written: i, errno: e.errno, halted: false, calls: i + 1 };
+      throw stopError(map, packed, [0], [outcome], BpfCommand.MAP_UPDATE_ELEM);
     }
   }
   return packed.count;
+}
+
+/**
+ * The refusal of a restore the kernel stopped: the count written, the first entry (lowest
+ * index) not written and its key, the kernel's reason (the first part refused), and, for
+ * parts written at once, the ranges of entries they wrote.
+ */
+function stopError(
+  map: BpfMap,
+  packed: Packed,
+  starts: readonly number[],
+  outcomes: readonly PartOutcome[],
+  command: number,
+): MapSaveError {
+  const { count } = packed;
+  const ends = starts.map((start, i) => start + outcomes[i].written);
+  const written = outcomes.reduce((sum, outcome) => sum + outcome.written, 0);
+  const index = ends.find((end, i) => end < (starts[i + 1] ?? count))!;
+  // A part stops short only when refused, or halted by another part refused: one has an errno.
+  const refusedPart = outcomes.findIndex((outcome) => outcome.errno !== 0);
+  const error = writeError(outcomes[refusedPart].errno, command, map);
+  const ranges = starts
+    .map((start, i): [number, number] => [start, ends[i]])
+    .filter(([start, end]) => end > start);
+  const stay = `the ${written} written stay in the map`;
+  const detail = starts.length === 1
+    ? `the kernel refused the next, ${entryName(map, packed, index)}: ${error.message}; ${stay}`
+    : `${starts.length} parts were written at once; ${
+      firstNotWritten(map, packed, index, ends[refusedPart])
+    }: ${error.message}; ${stay}: ${describeRanges(packed, ranges)}`;
+  const key = keyAt(packed.keys, index, map).slice();
+  return new MapSaveError(
+    `Restore into ${map.subject} stopped after ${written} of ${count} entries: ${detail}`,
+    { cause: error, stop: { written, total: count, index, key, ranges } },
+  );
+}
+
+/** How messages name the entry written `i`th: its key, and where the input has it. */
+function entryName(map: BpfMap, packed: Packed, i: number): string {
+  return `key ${hexBytes(keyAt(packed.keys, i, map))} (${packed.describe(packed.inputIndex(i))})`;
+}
+
+/**
+ * The first entry not written (`index`), and the entry refused (`refused`): the same, or, when
+ * `index`'s part was halted, one of a later part.
+ */
+function firstNotWritten(map: BpfMap, packed: Packed, index: number, refused: number): string {
+  const name = (i: number) => entryName(map, packed, i);
+  return refused === index
+    ? `the kernel refused ${name(index)}, the first entry not written`
+    : `the first entry not written is ${
+      name(index)
+    }, where its part stopped because the kernel refused ${name(refused)} in another`;
+}
+
+/** How messages name the entries written, `ranges` of the order written, in the input's terms. */
+function describeRanges(packed: Packed, ranges: readonly [number, number][]): string {
+  if (ranges.length === 0) return "none";
+  return joined(ranges).map(([start, end]) => {
+    const [a, b] = [packed.inputIndex(start), packed.inputIndex(end - 1)];
+    return packed.describeRange(Math.min(a, b), Math.max(a, b));
+  }).join(", ");
+}
+
+/** `ranges` (increasing) with those that meet made one. */
+function joined(ranges: readonly [number, number][]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [start, end] of ranges) {
+    if (out.length > 0 && out[out.length - 1][1] === start) out[out.length - 1][1] = end;
+    else out.push([start, end]);
+  }
+  return out;
+}
+
+/**
+ * The shape of the map a restore writes: the target's, checked against the save's type, or
+ * the one to create from the save (refused for a dump, or a definition that cannot be made).
+ */
+function targetShape(resolved: Resolved, parsed: RestoreSource): Shape {
+  if ("map" in resolved) {
+    const shape = shapeOfMap(resolved.map);
+    if (parsed.kind === "save" && parsed.save.definition.type !== shape.type) {
+      throw new MapSaveError(
+        `${capitalized(shape.subject)} is ${article(mapTypeName(shape.type))} map, the save holds ${
+          article(parsed.save.definition.typeName)
+        } map: restore into a map of the same type, or a pinned path where nothing is pinned to create one`,
+      );
+    }
+    return shape;
+  }
+  const { create } = resolved;
+  if (parsed.kind !== "save") {
+    throw new MapSaveError(
+      `${
+        create.pinned
+          ? `Nothing is pinned at "${create.pinned}"`
+          : `No map is named "${create.name}"`
+      }, and a dump holds no map definition to create it from: create the map first, or restore a save (map save)`,
+    );
+  }
+  const why = uncreatable(parsed.save.definition);
+  if (why) throw new MapSaveError(`Cannot create the map: ${why}`);
+  return shapeOfDefinition(parsed.save.definition, parsed.save, create.name);
 }
 
 /**
@@ -773,23 +922,36 @@ function writeEach(
  *
  * The input is parsed and checked whole, and every entry laid out for the target, before
  * the first write. Entries go in with `UPDATE_BATCH` (`BPF_ANY`: existing keys are
- * overwritten, other keys of the map stay), a million a call; a write the kernel refuses
- * stops the restore with a `MapSaveError` whose `stop` gives the count written (they stay)
- * and the first entry not written.
+ * overwritten, other keys of the map stay), a million a call.
+ *
+ * A large restore (200,000 entries and more: `partCount`) into a hash or array map is
+ * written in parts at once, one per CPU (at most four, each of 100,000 entries or more): this thread writes one, Workers the others (started as
+ * the restore begins, they load while it reads and checks; `result.parts` says how many
+ * parts there were). A dump after a restore into the map a save came from lists the entries
+ * in the order it listed them before, because each hash bucket's entries go in in the file's
+ * order: into a hash map that exists, parts are split only at bucket boundaries the save
+ * recorded, and a restore of an input without them (a dump, an older save) writes from one
+ * thread; into an array, or a map the restore created (its own hash seed: no order to keep),
+ * parts split anywhere. LRU maps are written from one thread (see `PARALLEL_TYPES`).
+ *
+ * A write the kernel refuses stops its part there, and the other parts before their next
+ * call; the restore then fails with a `MapSaveError` whose `stop` gives the count written
+ * (they stay), the first entry not written (the lowest index) with its key, and the ranges
+ * of entries each part wrote.
  *
  * @example
  * ```ts
  * import { restoreMap } from "../../mod.ts";
- * const result = restoreMap("/tmp/counts.save", { pinned: "/sys/fs/bpf/counts" });
+ * const result = await restoreMap("/tmp/counts.save", { pinned: "/sys/fs/bpf/counts" });
  * console.log(`${result.entries} entries, map ${result.map.info.id}${result.created ? " (new)" : ""}`);
  * result.map.close();
  * ```
  */
-export function restoreMap(
+export async function restoreMap(
   source: string | Uint8Array | RestoreSource,
   target?: RestoreTarget,
   options: RestoreOptions = {},
-): RestoreResult {
+): Promise<RestoreResult> {
   const chunk = options.chunk ?? DEFAULT_RESTORE_CHUNK;
   if (!Number.isInteger(chunk) || chunk < 1) {
     throw new BpfArgumentError(`Invalid chunk "${chunk}": expected a whole number from 1`);
@@ -800,37 +962,15 @@ export function restoreMap(
   let map: BpfMap | undefined = "map" in resolved ? resolved.map : undefined;
   const create = "create" in resolved ? resolved.create : undefined;
   try {
-    let shape: Shape;
-    if (map) {
-      shape = shapeOfMap(map);
-      if (parsed.kind === "save" && parsed.save.definition.type !== shape.type) {
-        throw new MapSaveError(
-          `${capitalized(shape.subject)} is ${
-            article(mapTypeName(shape.type))
-          } map, the save holds ${
-            article(parsed.save.definition.typeName)
-          } map: restore into a map of the same type, or a pinned path where nothing is pinned to create one`,
-        );
-      }
-    } else {
-      if (parsed.kind !== "save") {
-        throw new MapSaveError(
-          `${
-            create!.pinned
-              ? `Nothing is pinned at "${create!.pinned}"`
-              : `No map is named "${create!.name}"`
-          }, and a dump holds no map definition to create it from: create the map first, or restore a save (map save)`,
-        );
-      }
-      const why = uncreatable(parsed.save.definition);
-      if (why) throw new MapSaveError(`Cannot create the map: ${why}`);
-      shape = shapeOfDefinition(parsed.save.definition, parsed.save, create!.name);
-    }
+    const shape = targetShape(resolved, parsed);
+    const starts = planParts(parsed, shape, create !== undefined);
+    // Started now, the Workers load while the entries are laid out and the map is created.
+    using writers = PartWriters.start(starts.length - 1);
     const drops = new DropPaths(options.drop ?? []);
     const packed = pack(parsed, shape, drops);
     checkFits(packed, shape);
     if (!map) map = createTarget((parsed as { save: SaveContents }).save, create!.name, open);
-    const calls = writeEntries(map, packed, chunk);
+    const { calls, parts } = await writeEntries(map, packed, chunk, starts, writers);
     if (create?.pinned) map.pin(create.pinned);
     return {
       map,
@@ -841,6 +981,7 @@ export function restoreMap(
       carried: packed.carried,
       dropped: Object.fromEntries(drops.dropped),
       calls,
+      parts,
     };
   } catch (e) {
     if (map && ("opened" in resolved ? resolved.opened : true)) map.close();

@@ -113,3 +113,15 @@ export function peakRss(): number | undefined {
   const match = text?.match(/^VmHWM:\s+(\d+)\s+kB/m);
   return match ? Number(match[1]) * 1024 : undefined;
 }
+
+/**
+ * The folder of a Worker's module at `url` when this process may not read it (Deno loads a
+ * Worker's module at run time, which needs read access), or `undefined` when it may.
+ */
+export function unreadableWorkerFolder(url: URL): string | undefined {
+  if (url.protocol !== "file:") return undefined;
+  const folder = new URL(".", url).pathname.replace(/\/$/, "");
+  return Deno.permissions.querySync({ name: "read", path: folder }).state === "granted"
+    ? undefined
+    : folder;
+}
