@@ -841,3 +841,53 @@ objectTest(
     }
   },
 );
+
+/** Every entry of the map pinned at `path`, as hex `key=value` lines, sorted. */
+function rawContents(path: string): string[] {
+  using map = BpfMap.fromPin(path);
+  const hex = (bytes: Uint8Array) =>
+    [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const lines: string[] = [];
+  for (const [key, value] of map.entries()) lines.push(`${hex(key)}=${hex(value)}`);
+  return lines.sort();
+}
+
+objectTest(
+  "map: update, delete, pin and freeze of BTF maps, in bytes, do what bpftool does",
+  async () => {
+    const theirs = pinFolder("mc_bw_t_");
+    const mine = pinFolder("mc_bw_m_");
+    const sides = [pinnedBtfMaps(theirs, true), pinnedBtfMaps(mine, true)];
+    try {
+      for (const name of sides[0].names) {
+        using map = BpfMap.fromPin(`${theirs}/${name}`);
+        const [first] = map.entries();
+        const key = ["hex", ...[...first[0]].map((b) => b.toString(16))];
+        const value = [
+          "hex",
+          ...[...first[1].subarray(0, map.valueSize)].map((b) => b.toString(16)),
+        ];
+        const path = `$D/${name}`;
+        const steps = [
+          ["delete", "pinned", path, "key", ...key],
+          ["-j", "delete", "pinned", path, "key", ...key],
+          ["lookup", "pinned", path, "key", ...key],
+          ["update", "pinned", path, "key", ...key, "value", ...value, "noexist"],
+          ["-p", "update", "pinned", path, "key", ...key, "value", ...value, "noexist"],
+          ["lookup", "pinned", path, "key", ...key],
+          ["update", "pinned", path, "key", ...key, "value", ...value.slice(0, -1)],
+          ["pin", "pinned", path, `${path}_pin`],
+          ["freeze", "pinned", `${path}_pin`],
+          ["update", "pinned", path, "key", ...key, "value", ...value],
+          ["-j", "delete", "pinned", path, "key", ...key],
+        ];
+        for (const step of steps) await same(step, { dir: theirs }, { dir: mine });
+        assert.deepEqual(rawContents(`${mine}/${name}`), rawContents(`${theirs}/${name}`), name);
+      }
+    } finally {
+      for (const side of sides) side.close();
+      unpin(theirs);
+      unpin(mine);
+    }
+  },
+);
